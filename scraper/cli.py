@@ -1,0 +1,278 @@
+"""The `scrape` command: flags become a Config, the engine runs, stderr shows progress.
+
+No crawling logic lives here. Exit statuses (README.md, "Exit status"):
+0 every URL succeeded · 1 finished, but some URLs failed or list lines were invalid ·
+2 usage or input error · 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from rich.console import Console
+
+from scraper import config as defaults
+from scraper._version import __version__
+from scraper.config import Config
+from scraper.errors import InputError, ScraperError
+from scraper.pipeline import Crawler
+from scraper.report import Progress, summary_table
+from scraper.urls import BadLine, ListedURL, read_url_list
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args[:1] == ["demo-site"]:
+            return demo_site(args[1:])
+        return scrape(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def scrape(argv: Sequence[str]) -> int:
+    options = _crawl_parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        config = _config(options)
+        listed, bad = _read_list(options.url_list, console)
+        crawler = Crawler(config)
+        pages = crawler.run([item.url for item in listed], rejected=bad)
+    except ScraperError as error:
+        console.print(f"scrape: error: {error}", highlight=False)
+        return EXIT_USAGE
+    failed = bool(bad)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        with (
+            Progress(crawler.stats.snapshot, console, quiet=options.quiet),
+            contextlib.closing(pages),
+        ):
+            for page in pages:
+                failed |= not page.ok
+    except KeyboardInterrupt:
+        console.print("scrape: interrupted; finished records are on disk", highlight=False)
+        return EXIT_INTERRUPTED
+    except ScraperError as error:
+        console.print(f"scrape: error: {error}", highlight=False)
+        return EXIT_USAGE
+    if not options.quiet:
+        console.print(summary_table(crawler.stats.snapshot()))
+    return EXIT_FAILURES if failed else EXIT_OK
+
+
+def _crawl_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scrape",
+        description="Download every URL in a list, parse the HTML pages, and write one JSON "
+        "record per URL. `scrape demo-site --help` describes the built-in local site.",
+    )
+    parser.add_argument("url_list", help="file with one URL per line; '-' reads standard input")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("output"),
+        help="output directory (default: output)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=0,
+        help="follow links this many hops from the listed URLs (default: 0)",
+    )
+    parser.add_argument(
+        "--max-pages",
+        type=int,
+        default=None,
+        help="fetch at most this many URLs in all (default: no limit)",
+    )
+    parser.add_argument(
+        "--allow-domain",
+        action="append",
+        default=[],
+        metavar="DOMAIN",
+        help="also follow links to DOMAIN and its subdomains (repeatable)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.DEFAULT_WORKERS,
+        help=f"concurrent fetches (default: {defaults.DEFAULT_WORKERS})",
+    )
+    parser.add_argument(
+        "--per-host",
+        type=int,
+        default=defaults.DEFAULT_PER_HOST,
+        help=f"concurrent fetches per host (default: {defaults.DEFAULT_PER_HOST})",
+    )
+    parser.add_argument(
+        "--delay",
+        type=float,
+        default=0.0,
+        help="minimum seconds between requests to one host, jittered ±50%% (default: 0); "
+        "a larger robots.txt Crawl-delay wins",
+    )
+    parser.add_argument(
+        "--ignore-robots",
+        action="store_true",
+        help="do not fetch or obey robots.txt",
+    )
+    parser.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="follow links and redirects from public hosts to loopback, private and "
+        "link-local addresses (listed URLs are always allowed)",
+    )
+    parser.add_argument(
+        "--parsers",
+        type=int,
+        default=defaults.default_parsers(),
+        help="parse processes (default: the number of CPUs)",
+    )
+    parser.add_argument(
+        "--fetch",
+        choices=defaults.FETCH_STRATEGIES,
+        default="threads",
+        help="fetch strategy (default: threads)",
+    )
+    parser.add_argument(
+        "--parse",
+        choices=defaults.PARSE_MODES,
+        default="processes",
+        help="where HTML is parsed (default: processes)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.DEFAULT_TIMEOUT,
+        help="seconds allowed for connecting, for each read, and for the whole "
+        f"response (default: {defaults.DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=defaults.DEFAULT_MAX_BYTES,
+        help=f"largest body accepted, after decompression (default: {defaults.DEFAULT_MAX_BYTES})",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=defaults.DEFAULT_RETRIES,
+        help="retries of transient failures: connection errors, timeouts, 429, "
+        f"500, 502, 503, 504 (default: {defaults.DEFAULT_RETRIES})",
+    )
+    parser.add_argument(
+        "--user-agent", default=defaults.USER_AGENT, help="User-Agent header (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-files", action="store_true", help="do not save response bodies under OUTPUT/files"
+    )
+    parser.add_argument(
+        "--no-skipped-log",
+        action="store_true",
+        help="do not write OUTPUT/skipped.jsonl (skips are still counted)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress and no summary on stderr"
+    )
+    parser.add_argument("--version", action="version", version=f"scrape {__version__}")
+    return parser
+
+
+def _config(options: argparse.Namespace) -> Config:
+    return Config(
+        depth=options.depth,
+        max_pages=options.max_pages,
+        allow_domains=tuple(options.allow_domain),
+        workers=options.workers,
+        per_host=options.per_host,
+        delay=options.delay,
+        ignore_robots=options.ignore_robots,
+        allow_private=options.allow_private,
+        skipped_log=not options.no_skipped_log,
+        parsers=options.parsers,
+        fetch=options.fetch,
+        parse=options.parse,
+        timeout=options.timeout,
+        max_bytes=options.max_bytes,
+        retries=options.retries,
+        user_agent=options.user_agent,
+        output=options.output,
+        save_files=not options.no_files,
+    )
+
+
+def _read_list(name: str, console: Console) -> tuple[list[ListedURL], list[BadLine]]:
+    """Read the URL list, report each invalid line by number; fail if nothing is left."""
+    listed: list[ListedURL] = []
+    bad: list[BadLine] = []
+    try:
+        with _open_list(name) as lines:
+            for item in read_url_list(lines):
+                (listed if isinstance(item, ListedURL) else bad).append(item)  # type: ignore[arg-type]
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read the URL list {name}: {error}") from None
+    for line in bad:
+        console.print(
+            f"{name}:{line.line}: skipped {line.text!r}: {line.reason}",
+            highlight=False,
+            markup=False,
+        )
+    if not listed:
+        raise InputError(f"no valid URL in {name}")
+    return listed, bad
+
+
+@contextlib.contextmanager
+def _open_list(name: str) -> Iterator[TextIO]:
+    if name == "-":
+        yield sys.stdin
+    else:
+        with open(name, encoding="utf-8-sig") as file:
+            yield file
+
+
+def demo_site(argv: Sequence[str]) -> int:
+    """`scrape demo-site`: serve the built-in deterministic site until interrupted."""
+    from scraper.demo import SiteSpec, serve_forever  # noqa: PLC0415 (aiohttp.web only when asked)
+
+    parser = argparse.ArgumentParser(
+        prog="scrape demo-site",
+        description="Serve the built-in demo site on 127.0.0.1 and print its root URL.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--pages", type=int, default=100, help="HTML pages (default: 100)")
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, help="delay before each answer (default: 0)"
+    )
+    parser.add_argument("--page-kb", type=int, default=4, help="page size in KB (default: 4)")
+    options = parser.parse_args(argv)
+    try:
+        spec = SiteSpec(pages=options.pages, latency_ms=options.latency_ms, page_kb=options.page_kb)
+    except ValueError as error:
+        parser.error(str(error))
+    serve_forever(spec, port=options.port)
+    return EXIT_OK
+
+
+def _interrupt_once(signum: int, frame: FrameType | None) -> None:
+    """The first Ctrl-C stops the crawl in order; the next one exits at once."""
+    signal.signal(signal.SIGINT, _exit_at_once)
+    raise KeyboardInterrupt
+
+
+def _exit_at_once(signum: int, frame: FrameType | None) -> None:
+    os._exit(EXIT_INTERRUPTED)

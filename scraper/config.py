@@ -1,0 +1,127 @@
+"""One frozen, validated Config value: the CLI and the library both build it.
+
+Defaults are named module constants so the CLI's help text, the README and the code agree.
+Change a Config with `dataclasses.replace`, which validates again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scraper._version import __version__
+from scraper.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bs4 import BeautifulSoup
+
+Extractor = Callable[["BeautifulSoup", str], Any]
+
+FETCH_STRATEGIES = ("threads", "sequential")
+PARSE_MODES = ("processes", "threads", "inline")
+
+DEFAULT_WORKERS = 16
+DEFAULT_PER_HOST = 4
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_RETRIES = 2
+MAX_RETRIES = 100
+DEFAULT_MAX_REDIRECTS = 10
+DEFAULT_BACKOFF = 0.5
+DEFAULT_BACKOFF_CAP = 60.0
+USER_AGENT = f"scraper/{__version__} (+https://pypi.org/project/scraper/)"
+
+
+def default_parsers() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that shapes a crawl. Invalid values raise ConfigError naming the option."""
+
+    depth: int = 0
+    max_pages: int | None = None
+    allow_domains: tuple[str, ...] = ()
+    workers: int = DEFAULT_WORKERS
+    per_host: int = DEFAULT_PER_HOST
+    delay: float = 0.0
+    ignore_robots: bool = False
+    allow_private: bool = False
+    parsers: int = field(default_factory=default_parsers)
+    fetch: str = "threads"
+    parse: str = "processes"
+    timeout: float = DEFAULT_TIMEOUT
+    max_bytes: int = DEFAULT_MAX_BYTES
+    retries: int = DEFAULT_RETRIES
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    backoff: float = DEFAULT_BACKOFF
+    backoff_cap: float = DEFAULT_BACKOFF_CAP
+    user_agent: str = USER_AGENT
+    output: Path | None = None
+    save_files: bool = True
+    skipped_log: bool = True
+    extract: Extractor | None = None
+
+    def __post_init__(self) -> None:
+        _whole("depth", self.depth, 0)
+        _whole("workers", self.workers, 1)
+        _whole("per_host", self.per_host, 1)
+        _whole("parsers", self.parsers, 1)
+        _whole("retries", self.retries, 0, MAX_RETRIES)
+        _whole("max_redirects", self.max_redirects, 0)
+        _whole("max_bytes", self.max_bytes, 1)
+        if self.max_pages is not None:
+            _whole("max_pages", self.max_pages, 1)
+        _number("timeout", self.timeout, above=0)
+        _number("delay", self.delay, at_least=0)
+        _number("backoff", self.backoff, at_least=0)
+        _number("backoff_cap", self.backoff_cap, at_least=0)
+        _one_of("fetch", self.fetch, FETCH_STRATEGIES)
+        _one_of("parse", self.parse, PARSE_MODES)
+        if not isinstance(self.user_agent, str) or not self.user_agent.strip():
+            raise ConfigError("user_agent must be a non-empty string")
+        if self.extract is not None and not callable(self.extract):
+            raise ConfigError("extract must be a callable (soup, url) -> value")
+        if not isinstance(self.allow_domains, list | tuple | set | frozenset) or not all(
+            isinstance(domain, str) for domain in self.allow_domains
+        ):
+            raise ConfigError("allow_domains must be a sequence of domain names")
+        object.__setattr__(self, "allow_domains", tuple(self.allow_domains))
+        if self.output is not None:
+            if not isinstance(self.output, str | os.PathLike):
+                raise ConfigError(f"output must be a directory path, got {self.output!r}")
+            object.__setattr__(self, "output", Path(self.output))
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Config:
+        """Build from keyword options, rejecting unknown names with the name in the message."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            names = ", ".join(map(repr, unknown))
+            raise ConfigError(f"unknown option {names}; known options: {', '.join(sorted(known))}")
+        return cls(**options)
+
+
+def _whole(name: str, value: int, minimum: int, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value!r}")
+
+
+def _number(name: str, value: float, *, above: float | None = None, at_least: float = 0) -> None:
+    valid = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if not valid or value < at_least or (above is not None and value <= above):
+        bound = f"> {above}" if above is not None else f">= {at_least}"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

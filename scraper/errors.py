@@ -1,0 +1,101 @@
+"""The error tree, and the closed set of error kinds that records carry.
+
+    ScraperError                  root of everything this package raises on purpose
+    ├── ConfigError (ValueError)  an option is invalid; the message names the option
+    ├── InputError                the URL list cannot be used (unreadable, no valid URL)
+    ├── OutputError               the output directory cannot be written
+    ├── ParseError                the parse stage failed on a page (the user's extraction
+    │                             function raised, or a parse process died)
+    └── FetchError                one attempt to fetch a URL failed; `kind` says how
+        ├── InvalidURL            not a fetchable http(s) URL
+        ├── TransportError        no usable response: dns, connect, timeout, tls, protocol
+        └── ResponseError         a response came but was bad: too_large, redirect problems
+
+A `FetchError` crosses process boundaries (the process-pool fetch strategy raises it in a
+worker), so every class here pickles: the constructor arguments are exactly `self.args`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorKind(str, Enum):
+    """Why a URL did not yield a good page: the `error.kind` field of a record.
+
+    The set is closed and documented in README.md; scripts may switch on it.
+    """
+
+    INVALID_URL = "invalid_url"
+    DNS = "dns"
+    CONNECT = "connect"
+    TIMEOUT = "timeout"
+    TLS = "tls"
+    PROTOCOL = "protocol"
+    DECODE = "decode"
+    TOO_LARGE = "too_large"
+    HTTP = "http"
+    REDIRECT_LOOP = "redirect_loop"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    PARSE = "parse"
+    ROBOTS = "robots"
+    REDIRECT_BLOCKED = "redirect_blocked"
+    MAX_PAGES = "max_pages"
+
+
+class ScraperError(Exception):
+    """Root of the errors this package raises on purpose."""
+
+
+class ConfigError(ScraperError, ValueError):
+    """An invalid option. A ValueError too, so callers of `crawl(**options)` can catch that."""
+
+
+class InputError(ScraperError):
+    """The URL list cannot be used: unreadable, or no valid URL in it."""
+
+
+class OutputError(ScraperError):
+    """The output directory cannot be created or written."""
+
+
+class FetchError(ScraperError):
+    """One fetch attempt failed. `kind` is the record's error kind."""
+
+    kind: ErrorKind = ErrorKind.CONNECT
+
+    def __init__(self, message: str, kind: ErrorKind | None = None) -> None:
+        super().__init__(message, kind)
+        if kind is not None:
+            self.kind = kind
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidURL(FetchError):
+    """Not something we can fetch: bad scheme, no host, forbidden characters."""
+
+    kind = ErrorKind.INVALID_URL
+
+
+class TransportError(FetchError):
+    """No usable response arrived; `kind` is dns, connect, timeout, tls or protocol."""
+
+
+class ResponseError(FetchError):
+    """A response arrived but cannot be used: too large, or a bad redirect chain."""
+
+
+class ParseError(ScraperError):
+    """The parse stage failed on one page. Carries text only, so it always pickles."""
+
+    kind = ErrorKind.PARSE
+
+
+class ParseProcessDied(ParseError):
+    """A parse process died (segfault, os._exit, out of memory) while this page was in it."""

@@ -1,0 +1,76 @@
+"""The Frontier interface that every backend implements.
+
+A URL's life in the frontier:
+
+    add() ──► queued ──next_request()──► leased ──done()──► finished
+                 ▲                          │
+                 └──── reschedule(delay) ◄──┘   (a retry, or the next hop of a redirect)
+
+A leased URL holds one of its host's politeness slots until `fetched` (the attempt is
+over, though the page may still be parsing); its lease lasts until `done` (its record is
+written) or `reschedule`. The crawl is over when `is_exhausted()`: nothing queued,
+nothing waiting, nothing leased.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Protocol
+
+from scraper.records import Request
+
+
+class Admission(Enum):
+    """What `Frontier.add` did with a URL."""
+
+    ADDED = "added"
+    DUPLICATE = "duplicate"
+    MAX_PAGES = "max_pages"
+
+
+class Frontier(Protocol):
+    """The frontier seam. All methods are safe to call from any thread."""
+
+    def add(self, request: Request) -> Admission:
+        """Queue a URL not seen before, unless the page budget is spent."""
+        ...
+
+    def has_seen(self, url: str) -> bool:
+        """True when `url` was added before (a link to it needs no decision)."""
+        ...
+
+    def set_delay(self, host: str, seconds: float) -> None:
+        """Keep at least `seconds` between request starts on `host` (robots Crawl-delay)."""
+        ...
+
+    def next_request(self, timeout: float) -> Request | None:
+        """Lease the next URL whose host is free, waiting up to `timeout` seconds."""
+        ...
+
+    def fetched(self, request: Request, *, throttled: bool = False, sent: bool = True) -> None:
+        """The attempt on a leased URL is over: free its host's politeness slot.
+
+        `throttled` says the host pushed back (429, 503, reset, timeout): slow it down.
+        `sent=False` says no request went out (robots.txt decided): its delay is undone.
+        """
+        ...
+
+    def reschedule(self, request: Request, *, delay: float = 0.0) -> None:
+        """Return a leased, fetched URL to the queue, not to be handed out for `delay` seconds."""
+        ...
+
+    def done(self, request: Request) -> None:
+        """End the lease of a URL whose outcome has been recorded."""
+        ...
+
+    def pending(self) -> int:
+        """URLs queued or waiting for their retry time (not counting leased ones)."""
+        ...
+
+    def is_exhausted(self) -> bool:
+        """True when nothing is queued, waiting or leased: the crawl is over."""
+        ...
+
+    def close(self) -> None:
+        """Release resources and wake every thread waiting in `next_request`."""
+        ...

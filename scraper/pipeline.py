@@ -1,0 +1,671 @@
+"""The Crawler: wires frontier, fetcher, parser and sinks together, and ends the crawl.
+
+    seeds ─► Frontier ─► dispatcher thread ──submit──► Fetcher (threads, ...)
+               ▲  ▲       (takes a fetch slot           │ future done
+               │  │        before each lease)           ▼
+               │  │                               events queue ◄──────────────────┐
+               │  │                                     │                         │
+               │  └── retry / redirect hop ◄──┐         ▼                         │
+               │                              └── collector: the iterating thread │
+               │                                   · fetch policy decides          │
+               │                                   · saves the body, submits ──► parse pool
+               └───────── in-scope links ◄──────── · writes the record, yields    (processes)
+                                                     the Page
+
+Bounded hand-offs: at most `workers` fetches are in flight or waiting to be collected
+(the fetch slots), and at most `PARSE_BACKLOG * parsers` pages are in the parse pool; a
+page that finds the parse pool full keeps its fetch slot, so the dispatcher stops leasing
+new URLs until the parsers catch up. The collector runs in the thread that iterates the
+crawl, so a slow consumer slows the crawl instead of piling up records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import multiprocessing
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from scraper.config import Config, Extractor
+from scraper.errors import (
+    ErrorKind,
+    FetchError,
+    InvalidURL,
+    ParseError,
+    ParseProcessDied,
+    TransportError,
+)
+from scraper.fetch import Fetcher, Limits, Response, open_fetcher
+from scraper.fetch.policy import FetchPolicy, Finish, Follow, Retry
+from scraper.frontier import Admission, Frontier, MemoryFrontier
+from scraper.parse import ParsedPage, is_html, media_type, parse_page
+from scraper.politeness import RobotsGate, RobotsRules, Verdict, agent_token, robots_url
+from scraper.records import Page, Request, Skipped, SkipReason
+from scraper.sinks import CrawlOutput
+from scraper.stats import Stats
+from scraper.urls import (
+    BadLine,
+    Scope,
+    canonicalize,
+    has_fetchable_scheme,
+    host_of,
+    is_private,
+)
+
+_log = logging.getLogger(__name__)
+
+_POLL = 0.2  # seconds a blocked stage waits before re-checking whether to stop
+PARSE_BACKLOG = 8  # pages in the parse pool per parser: enough that a parser never idles
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    request: Request
+    outcome: Response | FetchError
+    attempted: bool = True  # False: decided without a request (robots.txt denied it)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    job: _ParseJob
+    result: tuple[ParsedPage, float] | ParseError
+
+
+@dataclass(slots=True)
+class _ParseJob:
+    """A fetched HTML page on its way through the parse pool."""
+
+    request: Request
+    response: Response
+    saved: str | None
+    sha256: str
+    holds_fetch_slot: bool = True  # until the page enters the parse pool
+    alone: bool = False  # parsed with nothing else in the pool: a crash is its own
+
+
+_Event = _Fetched | _Parsed
+
+
+def crawl(urls: Iterable[str], **options: Any) -> Generator[Page, None, None]:
+    """Crawl `urls` and yield one Page per URL attempted, as each is finished.
+
+    Options are the fields of Config (depth, max_pages, workers, output, extract, ...);
+    an unknown or invalid option raises ValueError naming it. Leaving the loop early
+    stops the crawl and frees its threads and processes.
+    """
+    return Crawler(Config.from_options(**options)).run(urls)
+
+
+class Crawler:
+    """A crawl described by a Config; `run` and `arun` execute it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stats = Stats()
+
+    def run(
+        self, urls: Iterable[str], *, rejected: Iterable[BadLine] = ()
+    ) -> Generator[Page, None, None]:
+        """Yield a Page per URL attempted. `rejected` lines are logged as skipped."""
+        return _Run(self.config, self.stats).pages(urls, rejected)
+
+    async def arun(self, urls: Iterable[str]) -> AsyncIterator[Page]:
+        """`run` for asyncio programs: the crawl's threads do the work, the loop stays free.
+
+        Each page is awaited from a worker thread. If the consumer is cancelled meanwhile,
+        the run is told to stop, the step under way is awaited (a generator cannot be
+        closed while it runs), and then the crawl is closed.
+        """
+        run = _Run(self.config, self.stats)
+        pages = run.pages(urls, ())
+        done = object()
+        step: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                step = asyncio.ensure_future(asyncio.to_thread(next, pages, done))
+                page = await asyncio.shield(step)
+                if page is done:
+                    return
+                yield page
+        finally:
+            run.stopping.set()
+            if step is not None:
+                with suppress(Exception):
+                    await step
+            await asyncio.to_thread(pages.close)
+
+
+class _Run:
+    """One execution of a crawl: the threads, pools and sinks it owns, and their state."""
+
+    def __init__(self, config: Config, stats: Stats) -> None:
+        self.config = config
+        self.stats = stats
+        self.policy = FetchPolicy(
+            retries=config.retries,
+            backoff=config.backoff,
+            backoff_cap=config.backoff_cap,
+            max_redirects=config.max_redirects,
+        )
+        self.frontier: Frontier = MemoryFrontier(
+            per_host=config.per_host, delay=config.delay, max_pages=config.max_pages
+        )
+        self.robots = None if config.ignore_robots else RobotsGate(config.user_agent)
+        self.fetcher: Fetcher | None = None
+        self.events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        self.fetch_slots = threading.BoundedSemaphore(config.workers)
+        self.stopping = threading.Event()
+        self.scope = Scope(frozenset())
+        self.parse_waiting: deque[_ParseJob] = deque()
+        self.parse_suspects: deque[_ParseJob] = deque()  # in the pool when a process died
+        self.parsing = 0
+        self.skip_logged: set[str] = set()
+        self.output: CrawlOutput | None = None
+
+    def pages(
+        self, urls: Iterable[str], rejected: Iterable[BadLine]
+    ) -> Generator[Page, None, None]:
+        fetcher = parser = dispatcher = None
+        try:
+            self.output = CrawlOutput(self.config.output) if self.config.output else None
+            yield from self._seed(urls, rejected)
+            fetcher = self.fetcher = open_fetcher(
+                self.config.fetch, _limits(self.config), workers=self.config.workers
+            )
+            parser = _open_parse_pool(self.config)
+            dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
+            dispatcher.start()
+            while not self._is_finished() and not self.stopping.is_set():
+                with suppress(queue.Empty):
+                    event = self.events.get(timeout=_POLL)
+                    yield from self._collect(event)
+                    parser = self._feed_parser(parser)
+                self.stats.set_queued(self.frontier.pending())
+        finally:
+            self._shut_down(fetcher, parser, dispatcher)
+
+    # -- seeding -----------------------------------------------------------------------
+
+    def _seed(self, urls: Iterable[str], rejected: Iterable[BadLine]) -> Iterator[Page]:
+        """Queue the listed URLs. One beyond --max-pages still gets its record, unfetched."""
+        for bad in rejected:
+            self._skip(bad.text, SkipReason.INVALID, None, f"line {bad.line}: {bad.reason}")
+        seeds = []
+        for raw in urls:
+            try:
+                url = canonicalize(raw)
+            except InvalidURL as error:
+                self._skip(raw, SkipReason.INVALID, None, str(error))
+                continue
+            admission = self.frontier.add(Request(url))
+            if admission is Admission.ADDED:
+                seeds.append(url)
+            elif admission is Admission.DUPLICATE:
+                self._skip(url, SkipReason.DUPLICATE, None, "listed more than once")
+            else:
+                limit = f"--max-pages {self.config.max_pages} reached"
+                unsent = Request(url, attempt=0)
+                yield self._record(_page(unsent, FetchError(limit, ErrorKind.MAX_PAGES)))
+        self.scope = Scope.around(seeds, self.config.allow_domains)
+
+    # -- dispatching (its own thread) --------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Lease URLs and start fetches, never more than `workers` at once."""
+        while not self.stopping.is_set():
+            if not self.fetch_slots.acquire(timeout=_POLL):
+                continue
+            request = self.frontier.next_request(timeout=_POLL)
+            if request is None:
+                self.fetch_slots.release()
+                continue
+            verdict = self.robots.check(request, time.monotonic()) if self.robots else None
+            if verdict is Verdict.WAIT:  # its host's robots.txt is on its way
+                self.frontier.fetched(request, sent=False)
+                self.fetch_slots.release()
+            elif verdict is Verdict.DENY:
+                self.frontier.fetched(request, sent=False)
+                denial = self.robots.denial(request.url)  # type: ignore[union-attr]
+                self.events.put(_Fetched(request, denial, attempted=False))
+            elif verdict is Verdict.FETCH_ROBOTS:
+                self._submit(Request(robots_url(request.url), for_robots=True))
+            else:
+                self._submit(request)
+
+    def _submit(self, request: Request) -> None:
+        assert self.fetcher is not None
+        self.stats.fetch_started()
+        try:
+            future = self.fetcher.submit(request)
+        except RuntimeError:  # the fetcher was closed under us: the run is stopping
+            return
+        future.add_done_callback(functools.partial(self._on_fetched, request))
+
+    def _on_fetched(self, request: Request, future: Future[Response]) -> None:
+        """Done-callback of a fetch, run in whatever thread finished it: hand off only."""
+        self.events.put(_Fetched(request, _outcome(future)))
+
+    def _on_parsed(self, job: _ParseJob, future: Future[tuple[ParsedPage, float]]) -> None:
+        self.events.put(_Parsed(job, _parse_result(future)))
+
+    # -- collecting (the iterating thread) ---------------------------------------------
+
+    def _collect(self, event: _Event) -> Iterator[Page]:
+        if isinstance(event, _Parsed):
+            yield from self._parsed(event)
+            return
+        request, outcome = event.request, event.outcome
+        if event.attempted:
+            self.stats.fetch_finished(
+                _elapsed(outcome),
+                status=outcome.status if isinstance(outcome, Response) else None,
+                size=len(outcome.body) if isinstance(outcome, Response) else 0,
+            )
+        if request.for_robots:
+            self._robots_answer(request, outcome)
+            return
+        if not event.attempted:  # robots.txt decided: nothing was sent, nothing to retry
+            yield from self._finished_fetch(dataclasses.replace(request, attempt=0), outcome)
+            return
+        self.frontier.fetched(request, throttled=_is_push_back(outcome))
+        decision = self.policy.decide(request, outcome)
+        if isinstance(decision, Follow) and (blocked := self._blocked_redirect(request, decision)):
+            decision = Finish(blocked)
+        if isinstance(decision, Retry):
+            self._release_fetch_slot()
+            self.stats.retry_scheduled()
+            self.frontier.reschedule(request.retried(), delay=decision.delay)
+        elif isinstance(decision, Follow):
+            self._release_fetch_slot()
+            if request.depth == 0:
+                self.scope = self.scope.widened(decision.target)
+            self.frontier.reschedule(request.redirected(decision.target))
+        else:
+            yield from self._finished_fetch(request, decision.outcome)
+
+    def _finished_fetch(self, request: Request, outcome: Response | FetchError) -> Iterator[Page]:
+        """The last attempt of a URL is in: record it, or send its page to the parsers."""
+        if isinstance(outcome, Response) and _is_good_html(outcome):
+            self.parse_waiting.append(self._save(request, outcome))  # keeps its fetch slot
+            return
+        self._release_fetch_slot()
+        if isinstance(outcome, Response):
+            yield self._finish(request, outcome, job=self._save(request, outcome))
+        elif request.depth > 0 and outcome.kind is ErrorKind.ROBOTS:
+            self.frontier.done(request)
+            self._skip(request.origin, SkipReason.ROBOTS, request.parent)
+        else:
+            yield self._finish(request, outcome)
+
+    def _blocked_redirect(self, request: Request, follow: Follow) -> FetchError | None:
+        """A redirect of a discovered URL may not leave the scope, nor go public → private."""
+        if request.depth == 0:
+            return None
+        if not self.scope.contains(follow.target):
+            return FetchError(
+                f"redirect to {follow.target} leaves the crawl's scope", ErrorKind.REDIRECT_BLOCKED
+            )
+        if self._crosses_into_private(request.url, follow.target):
+            return FetchError(
+                f"redirect to private address {follow.target}", ErrorKind.REDIRECT_BLOCKED
+            )
+        return None
+
+    def _crosses_into_private(self, source: str, target: str) -> bool:
+        return not self.config.allow_private and is_private(target) and not is_private(source)
+
+    def _robots_answer(self, request: Request, outcome: Response | FetchError) -> None:
+        """Learn a host's robots.txt (redirects followed) and release the URLs waiting on it."""
+        decision = self.policy.decide(request, outcome)
+        if isinstance(decision, Retry):  # the host's URLs wait; this one keeps its slot
+            retry = threading.Timer(decision.delay, self._submit, args=(request.retried(),))
+            retry.daemon = True
+            retry.start()
+            self.stats.retry_scheduled()
+            return
+        if isinstance(decision, Follow):
+            if not self._crosses_into_private(request.url, decision.target):
+                self._submit(request.redirected(decision.target))  # keeps the fetch slot
+                return
+            message = f"robots.txt redirects to private address {decision.target}"
+            outcome = FetchError(message, ErrorKind.REDIRECT_BLOCKED)
+        assert self.robots is not None
+        rules = RobotsRules.from_answer(outcome, now=time.monotonic())
+        host = host_of(request.origin)
+        self.frontier.set_delay(host, rules.crawl_delay(self.robots.agent))
+        self.frontier.fetched(Request(request.origin))  # frees the slot its first URL took
+        for waiting in self.robots.learn(host, rules):
+            self.frontier.reschedule(waiting)
+        self._release_fetch_slot()
+
+    def _save(self, request: Request, response: Response) -> _ParseJob:
+        digest = hashlib.sha256(response.body).hexdigest()
+        saved = None
+        if self.output and self.config.save_files and _is_ok(response):
+            saved = self.output.save_body(request.origin, response.body)
+        return _ParseJob(request, response, saved, digest)
+
+    def _feed_parser(self, parser: Executor) -> Executor:
+        """Move waiting pages into the parse pool while it has room; rebuild it if broken.
+
+        After a parse process dies, the pages that were in the pool are suspects: each is
+        parsed again alone, so the one that kills a process again is the one recorded.
+        """
+        while self.parsing < PARSE_BACKLOG * self.config.parsers:
+            if self.parse_suspects:
+                if self.parsing:
+                    return parser
+                job = self.parse_suspects.popleft()
+                job.alone = True
+            elif self.parse_waiting:
+                job = self.parse_waiting.popleft()
+            else:
+                return parser
+            try:
+                future = parser.submit(
+                    _timed_parse, job.request.url, job.response, self.config.extract
+                )
+            except BrokenProcessPool:
+                _log.warning("a parse process died; starting a new parse pool")
+                parser.shutdown(wait=False, cancel_futures=True)
+                parser = _open_parse_pool(self.config)
+                (self.parse_suspects if job.alone else self.parse_waiting).appendleft(job)
+                continue
+            self.parsing += 1
+            self.stats.parse_started()
+            if job.holds_fetch_slot:
+                job.holds_fetch_slot = False
+                self._release_fetch_slot()
+            future.add_done_callback(functools.partial(self._on_parsed, job))
+        return parser
+
+    def _parsed(self, event: _Parsed) -> Iterator[Page]:
+        self.parsing -= 1
+        job = event.job
+        if isinstance(event.result, ParseError):
+            self.stats.parse_finished(0.0)
+            if isinstance(event.result, ParseProcessDied) and not job.alone:
+                self.parse_suspects.append(job)
+                return
+            yield self._finish(job.request, job.response, job=job, failure=event.result)
+            return
+        parsed, seconds = event.result
+        self.stats.parse_finished(seconds)
+        self._follow_links(job.request, parsed, job.response.headers.get("x-robots-tag", ""))
+        yield self._finish(job.request, job.response, job=job, parsed=parsed)
+
+    def _follow_links(self, request: Request, parsed: ParsedPage, robots_header: str) -> None:
+        depth = request.depth + 1
+        agent = self.robots.agent if self.robots else agent_token(self.config.user_agent)
+        nofollow = any(_says_nofollow(text, agent) for text in (parsed.meta.robots, robots_header))
+        for href in parsed.unfetchable:
+            reason = SkipReason.INVALID if has_fetchable_scheme(href) else SkipReason.SCHEME
+            self._skip(href, reason, request.origin)
+        for link in parsed.links:
+            if self.frontier.has_seen(link):
+                self.stats.skipped(SkipReason.DUPLICATE.value)
+            elif nofollow or depth > self.config.depth:
+                self._skip(link, SkipReason.DEPTH, request.origin)
+            elif not self.scope.contains(link):
+                self._skip(link, SkipReason.OFFSITE, request.origin)
+            elif self._crosses_into_private(request.url, link):
+                self._skip(link, SkipReason.PRIVATE, request.origin)
+            else:
+                admission = self.frontier.add(Request(link, depth, request.origin))
+                if admission is Admission.DUPLICATE:
+                    self.stats.skipped(SkipReason.DUPLICATE.value)
+                elif admission is Admission.MAX_PAGES:
+                    self._skip(link, SkipReason.MAX_PAGES, request.origin)
+
+    def _finish(
+        self,
+        request: Request,
+        outcome: Response | FetchError,
+        *,
+        job: _ParseJob | None = None,
+        parsed: ParsedPage | None = None,
+        failure: ParseError | None = None,
+    ) -> Page:
+        page = self._record(_page(request, outcome, job, parsed, failure))
+        self.frontier.done(request)
+        return page
+
+    def _record(self, page: Page) -> Page:
+        if self.output:
+            self.output.record(page)
+        self.stats.page_finished(ok=page.ok, error_kind=page.error["kind"] if page.error else None)
+        return page
+
+    def _skip(
+        self, url: str, reason: SkipReason, parent: str | None, detail: str | None = None
+    ) -> None:
+        """Count a URL that will not be fetched and log it once in skipped.jsonl."""
+        if url in self.skip_logged:
+            return
+        self.skip_logged.add(url)
+        self.stats.skipped(reason.value)
+        if self.output and self.config.skipped_log:
+            self.output.skipped(Skipped(url, reason, parent, detail))
+
+    def _release_fetch_slot(self) -> None:
+        self.fetch_slots.release()
+
+    def _is_finished(self) -> bool:
+        idle_parsers = not (self.parse_waiting or self.parse_suspects or self.parsing)
+        return idle_parsers and self.frontier.is_exhausted()
+
+    def _shut_down(
+        self, fetcher: Fetcher | None, parser: Executor | None, dispatcher: threading.Thread | None
+    ) -> None:
+        self.stopping.set()
+        self.frontier.close()
+        if dispatcher is not None:
+            # A sequential fetch runs in the dispatcher and may take up to --timeout: do not
+            # wait for it (the thread is a daemon; its answer goes nowhere).
+            dispatcher.join(timeout=1.0)
+        if fetcher is not None:
+            fetcher.close()
+        if parser is not None:
+            parser.shutdown(wait=True, cancel_futures=True)
+        if self.output:
+            self.output.close(self.stats.snapshot())
+
+
+# -- values and pure helpers ---------------------------------------------------------------
+
+
+def _limits(config: Config) -> Limits:
+    return Limits(timeout=config.timeout, max_bytes=config.max_bytes, user_agent=config.user_agent)
+
+
+def _outcome(future: Future[Response]) -> Response | FetchError:
+    """A finished fetch future as a value; an unexpected exception becomes a FetchError."""
+    if future.cancelled():
+        return TransportError("cancelled", ErrorKind.CONNECT)
+    error = future.exception()
+    if error is None:
+        return future.result()
+    if isinstance(error, FetchError):
+        return error
+    return TransportError(f"{type(error).__name__}: {error}", ErrorKind.PROTOCOL)
+
+
+def _timed_parse(
+    url: str, response: Response, extract: Extractor | None
+) -> tuple[ParsedPage, float]:
+    """The function the parse pool runs: parse one page and say how long it took."""
+    started = time.perf_counter()
+    parsed = parse_page(
+        url,
+        response.headers.get("content-type"),
+        response.body,
+        extract,
+        content_language=response.headers.get("content-language"),
+    )
+    if parsed.data is not None:
+        try:
+            json.dumps(parsed.data, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ParseError(f"the extraction returned what JSON cannot encode: {error}") from None
+    return parsed, time.perf_counter() - started
+
+
+def _parse_result(
+    future: Future[tuple[ParsedPage, float]],
+) -> tuple[ParsedPage, float] | ParseError:
+    if future.cancelled():
+        return ParseError("parsing was cancelled")
+    error = future.exception()
+    if error is None:
+        return future.result()
+    if isinstance(error, ParseError):
+        return error
+    if isinstance(error, BrokenProcessPool):
+        return ParseProcessDied("the parse process died on this page")
+    return ParseError(f"{type(error).__name__}: {error}")
+
+
+def _open_parse_pool(config: Config) -> Executor:
+    if config.parse == "inline":
+        return _InlineExecutor()
+    if config.parse == "threads":
+        return ThreadPoolExecutor(config.parsers, thread_name_prefix="parse")
+    # forkserver, not fork: forking a process that runs threads can copy a held lock.
+    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+    return ProcessPoolExecutor(
+        config.parsers, mp_context=multiprocessing.get_context(method), initializer=_ignore_sigint
+    )
+
+
+def _ignore_sigint() -> None:
+    """Parse processes leave Ctrl-C to the main process, which shuts them down in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _InlineExecutor(Executor):
+    """Runs each call at once in the caller's thread: the `--parse inline` mode."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:  # the future carries it, as a pool's future would
+            future.set_exception(error)
+        return future
+
+
+def _is_ok(response: Response) -> bool:
+    return 200 <= response.status < 300
+
+
+def _is_good_html(response: Response) -> bool:
+    return _is_ok(response) and is_html(response.headers.get("content-type"))
+
+
+def _elapsed(outcome: Response | FetchError) -> float:
+    return outcome.elapsed if isinstance(outcome, Response) else 0.0
+
+
+def _is_push_back(outcome: Response | FetchError) -> bool:
+    """An answer that asks us to slow down: 429, 503, or a reset or timed-out connection."""
+    if isinstance(outcome, Response):
+        return outcome.status in (429, 503)
+    return outcome.kind in (ErrorKind.CONNECT, ErrorKind.TIMEOUT)
+
+
+def _says_nofollow(directives: str | None, agent: str) -> bool:
+    """Robots directives (meta robots, X-Robots-Tag) ask `agent` not to follow links.
+
+    "nofollow" and "none" count. A part naming a crawler ("otherbot: nofollow") concerns
+    that crawler only. Repeated headers arrive joined by commas, so when in doubt a bare
+    directive counts for everyone: the polite reading.
+    """
+    for part in (directives or "").lower().split(","):
+        name, named, rule = part.partition(":")
+        if named and name.strip() not in (agent.lower(), "*"):
+            continue
+        if (rule if named else name).strip() in ("nofollow", "none"):
+            return True
+    return False
+
+
+def _page(
+    request: Request,
+    outcome: Response | FetchError,
+    job: _ParseJob | None = None,
+    parsed: ParsedPage | None = None,
+    failure: ParseError | None = None,
+) -> Page:
+    """The record for a finished URL."""
+    base: dict[str, Any] = {
+        "url": request.origin,
+        "depth": request.depth,
+        "parent": request.parent,
+        "fetched_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "attempts": request.attempt,
+        "redirects": request.redirects,
+    }
+    if isinstance(outcome, FetchError):
+        return Page(
+            final_url=request.url if request.redirects else None,
+            status=None,
+            ok=False,
+            error=_error(outcome.kind, outcome.message),
+            content_type=None,
+            bytes=0,
+            sha256=None,
+            path=None,
+            elapsed_ms=0,
+            **base,
+        )
+    error = None
+    if failure is not None:
+        error = _error(ErrorKind.PARSE, str(failure))
+    elif not _is_ok(outcome):
+        error = _error(ErrorKind.HTTP, f"{outcome.status} {outcome.reason}".strip())
+    page = Page(
+        final_url=outcome.url,
+        status=outcome.status,
+        ok=error is None,
+        error=error,
+        content_type=media_type(outcome.headers.get("content-type")),
+        bytes=len(outcome.body),
+        sha256=job.sha256 if job else hashlib.sha256(outcome.body).hexdigest(),
+        path=job.saved if job else None,
+        elapsed_ms=round(outcome.elapsed * 1000),
+        **base,
+    )
+    if parsed is None:
+        return page
+    return _with_parsed(page, parsed)
+
+
+def _with_parsed(page: Page, parsed: ParsedPage) -> Page:
+    return dataclasses.replace(
+        page,
+        title=parsed.title,
+        links=parsed.links,
+        text_chars=parsed.text_chars,
+        meta=dataclasses.asdict(parsed.meta),
+        data=parsed.data,
+    )
+
+
+def _error(kind: ErrorKind, message: str) -> dict[str, str]:
+    return {"kind": kind.value, "message": message}

@@ -1,0 +1,110 @@
+"""The values that flow through the crawl: work items, page records, skip records.
+
+All are frozen, picklable dataclasses: they cross thread and process boundaries, and a
+value nobody can mutate needs no lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One URL to fetch, as the frontier hands it out.
+
+    `url` is what the next attempt fetches; it differs from `origin` (the URL the record is
+    about) only while following a redirect chain, whose earlier hops are in `redirects`.
+    """
+
+    origin: str
+    depth: int = 0
+    parent: str | None = None
+    url: str = ""
+    attempt: int = 1
+    redirects: tuple[str, ...] = ()
+    for_robots: bool = False  # a robots.txt fetch on behalf of the URLs of its host
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            object.__setattr__(self, "url", self.origin)
+
+    def retried(self) -> Request:
+        return dataclasses.replace(self, attempt=self.attempt + 1)
+
+    def redirected(self, target: str) -> Request:
+        """The same work item, now fetching `target`; attempts restart for the new hop."""
+        return dataclasses.replace(
+            self, url=target, attempt=1, redirects=(*self.redirects, self.url)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One line of pages.jsonl: everything known about one URL the crawl attempted.
+
+    The fields are the contract documented in README.md ("A record in pages.jsonl").
+    """
+
+    url: str
+    final_url: str | None
+    status: int | None
+    ok: bool
+    error: dict[str, str] | None
+    content_type: str | None
+    bytes: int
+    sha256: str | None
+    path: str | None
+    depth: int
+    parent: str | None
+    fetched_at: str
+    elapsed_ms: int
+    attempts: int
+    redirects: tuple[str, ...] = ()
+    title: str | None = None
+    links: tuple[str, ...] = ()
+    text_chars: int | None = None
+    meta: dict[str, str | None] | None = None
+    data: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict, fields in their documented order."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+class SkipReason(str, Enum):
+    """Why a URL that was seen was not fetched: the `reason` field of skipped.jsonl."""
+
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+    OFFSITE = "offsite"
+    DEPTH = "depth"
+    MAX_PAGES = "max_pages"
+    ROBOTS = "robots"
+    PRIVATE = "private"
+    SCHEME = "scheme"
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """One line of skipped.jsonl: a URL seen but not fetched, and why."""
+
+    url: str
+    reason: SkipReason
+    parent: str | None = None
+    detail: str | None = field(default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "reason": self.reason.value,
+            "parent": self.parent,
+            "detail": self.detail,
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

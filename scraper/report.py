@@ -1,0 +1,101 @@
+"""What a person sees on stderr: live progress while crawling and a summary at the end.
+
+Both read only `StatsSnapshot` values, so rendering never holds the stats lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from types import TracebackType
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from scraper.stats import StatsSnapshot
+
+PLAIN_INTERVAL = 5.0  # seconds between progress lines when stderr is not a terminal
+
+
+def progress_line(stats: StatsSnapshot) -> str:
+    """One line of progress: the figures a person watches during a crawl."""
+    return (
+        f"pages {stats.pages} (ok {stats.ok}, failed {stats.failed}) · queued {stats.queued}"
+        f" · fetching {stats.fetching} · parsing {stats.parsing}"
+        f" · {stats.bytes / 1e6:.1f} MB · {stats.pages_per_second:.1f} pages/s"
+    )
+
+
+class Progress:
+    """Live progress on stderr: redrawn in place on a terminal, a line every few seconds
+    otherwise (logs stay readable), nothing when quiet."""
+
+    def __init__(
+        self, snapshot: Callable[[], StatsSnapshot], console: Console, *, quiet: bool
+    ) -> None:
+        self._snapshot = snapshot
+        self._console = console
+        self._quiet = quiet
+        self._live: Live | None = None
+        self._stop = threading.Event()
+        self._printer: threading.Thread | None = None
+
+    def __enter__(self) -> Progress:
+        if self._quiet:
+            return self
+        if self._console.is_terminal:
+            self._live = Live(
+                get_renderable=lambda: Text(progress_line(self._snapshot())),
+                console=self._console,
+                refresh_per_second=4,
+                transient=True,
+            )
+            self._live.start()
+        else:
+            self._printer = threading.Thread(target=self._print_lines, daemon=True)
+            self._printer.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._live is not None:
+            self._live.stop()
+        if self._printer is not None:
+            self._printer.join()
+
+    def _print_lines(self) -> None:
+        while not self._stop.wait(PLAIN_INTERVAL):
+            self._console.print(progress_line(self._snapshot()), highlight=False)
+
+
+def summary_table(stats: StatsSnapshot) -> Table:
+    """The end-of-crawl summary: totals, then statuses, errors and skips by kind."""
+    table = Table(title="scrape summary", show_header=False, title_justify="left")
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    rows = [
+        ("pages", str(stats.pages)),
+        ("ok", str(stats.ok)),
+        ("failed", str(stats.failed)),
+        ("retries", str(stats.retries)),
+        ("downloaded", f"{stats.bytes / 1e6:.2f} MB"),
+        ("elapsed", f"{stats.elapsed_s:.1f} s"),
+        ("pages/s", f"{stats.pages_per_second:.1f}"),
+    ]
+    rows += _counted("status", stats.statuses)
+    rows += _counted("error", stats.errors)
+    rows += _counted("skipped", stats.skipped)
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _counted(prefix: str, counts: Mapping[str, int]) -> list[tuple[str, str]]:
+    return [(f"{prefix} {key}", str(counts[key])) for key in sorted(counts)]

@@ -1,0 +1,393 @@
+"""Where the crawl's output goes on disk: saved bodies, JSONL records, the stats snapshot.
+
+The path of a saved body is a pure function of its canonical URL (`url_to_path`), so the
+rules that keep files inside `files/` and apart from each other are tested without I/O:
+
+    https://example.com/docs/guide.html      files/https/example.com/docs/guide.html
+    http://127.0.0.1:8080/                   files/http/127.0.0.1+8080/_index.html
+    https://example.com/a/?q=1               files/https/example.com/a/_index.html%3Fq=1
+    http://[::1]:81/wiki/caf%C3%A9           files/http/%3A%3A1+81/wiki/café
+
+Each name is the URL's own text with every character outside a small safe set written as
+`%XX`, `%` itself included, so names decode back to their URL and never collide. Names that
+start with `_` are reserved for the store: `_index.html` (a path ending in "/"), `_empty`
+(an empty segment, as in "a//b"), hashed stand-ins for over-long names, `_long` (a hashed
+directory chain for over-long paths), `_clash` (the fallback directory) and `_tmp-*.part`
+(temporaries; a leftover one is a write cut short by a crash).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import stat
+import string
+import unicodedata
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from scraper.errors import OutputError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from io import BufferedWriter
+    from types import TracebackType
+
+    from scraper.records import Page, Skipped
+    from scraper.stats import StatsSnapshot
+
+_log = logging.getLogger(__name__)
+
+FILES_DIR = "files"
+PAGES_FILE = "pages.jsonl"
+SKIPPED_FILE = "skipped.jsonl"
+STATS_FILE = "stats.json"
+INDEX_NAME = "_index.html"
+EMPTY_NAME = "_empty"
+LONG_DIR = "_long"
+CLASH_DIR = "_clash"
+QUERY_MARK = "%3F"
+MAX_NAME_BYTES = 200
+MAX_PATH_BYTES = 3000
+
+# Characters a name keeps as they are: none is special to POSIX, Windows or macOS paths.
+_SAFE = frozenset(string.ascii_letters + string.digits + "._~!$&'()+,;=@-_")
+# In the host component "+" marks the port and "@" ends the user info: both escaped there.
+_SAFE_IN_AUTHORITY = _SAFE - {"+", "@"}
+_URL = re.compile(r"(?P<scheme>https?)://(?P<authority>[^/?]*)(?P<path>/[^?]*)")
+_PORT = re.compile(r"(?P<host>.*?)(?::(?P<port>[0-9]*))?", re.DOTALL)
+# A run of URL escapes of non-ASCII bytes: the percent-encoded UTF-8 of non-ASCII text.
+_NON_ASCII_ESCAPES = re.compile(r"(?:%[89A-F][0-9A-F])+")
+_SHORT_HASH_CHARS = 16
+_KEPT_PREFIX_BYTES = 64
+
+
+def url_to_path(url: str) -> PurePosixPath:
+    """The relative path under `files/` for the canonical URL `url` (see `canonicalize`).
+
+    Pure and injective: distinct URLs get distinct paths, and no path can leave `files/`
+    (no absolute path, no "." or ".." or empty part, no control, backslash or
+    Windows-reserved character). Raises ValueError if `url` is not an http(s) URL in
+    canonical form.
+    """
+    head, mark, query = url.partition("?")
+    match = _URL.fullmatch(head)
+    if match is None:
+        raise ValueError(f"not a canonical URL: {url!r}")
+    *folders, last = match["path"][1:].split("/")
+    parts = [
+        match["scheme"],
+        _reserve(_authority_text(match["authority"])),
+        *(_reserve(_readable_escape(segment)) if segment else EMPTY_NAME for segment in folders),
+        _file_name(last, query if mark else None),
+    ]
+    return PurePosixPath(*_bounded_path(parts))
+
+
+def _authority_text(authority: str) -> str:
+    """`user@host:port` as `user@host+port`, escaped, with IPv6 brackets dropped.
+
+    Only these separators stay raw ("+" and "@" are escaped everywhere else in the name),
+    so the text still tells exactly which authority it came from.
+    """
+    userinfo, at, hostport = authority.rpartition("@")
+    parts = _PORT.fullmatch(hostport)
+    assert parts is not None  # the pattern matches any text
+    host, port = parts["host"], parts["port"]
+    if host.startswith("[") and host.endswith("]") and ":" in host:
+        host = host[1:-1]
+    elif ":" in host or not host:
+        raise ValueError(f"not a canonical host: {hostport!r}")
+    text = _escape(userinfo, _SAFE_IN_AUTHORITY) + at + _escape(host, _SAFE_IN_AUTHORITY)
+    return text if port is None else f"{text}+{port}"
+
+
+def _file_name(segment: str, query: str | None) -> str:
+    """The last path segment as a file name; "/" ends in the reserved index name."""
+    name = _reserve(_readable_escape(segment)) if segment else INDEX_NAME
+    return name if query is None else name + QUERY_MARK + _readable_escape(query)
+
+
+def _reserve(name: str) -> str:
+    """An escaped name that is never "." or ".." and never starts with the reserved "_"."""
+    if name in {".", ".."}:
+        return _percent(name)
+    return _percent("_") + name[1:] if name.startswith("_") else name
+
+
+def _readable_escape(text: str) -> str:
+    """`_escape`, except that URL escapes of printable non-ASCII text become that text.
+
+    `caf%C3%A9` reads `café`, not `caf%25C3%25A9`. This stays injective: `_escape` writes
+    any raw non-ASCII character as `%XX`, so one in a name always stands for the URL's
+    upper-case escapes of it.
+    """
+    pieces: list[str] = []
+    position = 0
+    for run in _NON_ASCII_ESCAPES.finditer(text):
+        pieces.append(_escape(text[position : run.start()]))
+        pieces.append(_decode_escapes(bytes.fromhex(run[0].replace("%", ""))))
+        position = run.end()
+    pieces.append(_escape(text[position:]))
+    return "".join(pieces)
+
+
+def _decode_escapes(data: bytes) -> str:
+    """The printable characters that `data` encodes in UTF-8; other bytes stay `%25XX`."""
+    pieces: list[str] = []
+    index = 0
+    while index < len(data):
+        char = _printable_char_at(data, index)
+        pieces.append(char or f"%25{data[index]:02X}")
+        index += len(char.encode()) if char else 1
+    return "".join(pieces)
+
+
+def _printable_char_at(data: bytes, index: int) -> str:
+    """The printable character whose UTF-8 starts at `data[index]`, or "" if there is none."""
+    for length in (2, 3, 4):
+        try:
+            char = data[index : index + length].decode()
+        except UnicodeDecodeError:
+            continue
+        return char if char.isprintable() else ""
+    return ""
+
+
+def _escape(text: str, safe: frozenset[str] = _SAFE) -> str:
+    return "".join(char if char in safe else _percent(char) for char in text)
+
+
+def _percent(text: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in text.encode("utf-8", "surrogatepass"))
+
+
+def _bounded_path(parts: list[str]) -> list[str]:
+    """Parts short enough for any filesystem: long names and long chains become hashes."""
+    parts = [_portable(part) for part in parts]
+    if len("/".join(parts).encode()) <= MAX_PATH_BYTES:
+        return parts
+    scheme, host, *directories, name = parts
+    chain = hashlib.sha256("/".join(directories).encode()).hexdigest()
+    return [scheme, host, LONG_DIR, chain, name]
+
+
+def _portable(name: str) -> str:
+    """`name` in NFC and at most MAX_NAME_BYTES long, with the same meaning.
+
+    A filesystem that normalizes Unicode (macOS) would merge two names that differ only in
+    normalization, so a name not in NFC goes back to plain escapes. An over-long name becomes
+    `_<hash>.<start of name>`, unique up to a sha256 collision.
+    """
+    if not unicodedata.is_normalized("NFC", name):
+        name = "".join(char if char.isascii() else _escape(_percent(char)) for char in name)
+    encoded = name.encode()
+    if len(encoded) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:_SHORT_HASH_CHARS]
+    start = encoded[:_KEPT_PREFIX_BYTES].decode(errors="ignore")
+    return f"_{digest}.{start}"
+
+
+# A path part that is in the way: a file where a directory is needed, or the reverse, or a
+# symlink. The store then saves the newcomer under CLASH_DIR instead.
+_CLASH_ERRORS = (FileExistsError, NotADirectoryError, IsADirectoryError)
+
+
+class FileStore:
+    """Saves response bodies under `root` (the output directory's `files/`).
+
+    Safe to call from several threads: each save writes its own temporary file and renames
+    it into place, and directories are only ever added, never removed or replaced.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"cannot create {root}: {error.strerror}") from error
+
+    def save(self, url: str, body: bytes) -> PurePosixPath:
+        """Write `body` for the canonical `url` atomically; return its path from the output dir.
+
+        A file/folder clash (`/a` saved, then `/a/b`, or the reverse) keeps both bodies: the
+        newcomer goes to `_clash/<sha256 of url>`. Raises OutputError if writing fails.
+        """
+        relative = url_to_path(url)
+        try:
+            return self._save_at(relative, body)
+        except _CLASH_ERRORS:
+            fallback = PurePosixPath(CLASH_DIR, hashlib.sha256(url.encode()).hexdigest())
+            _log.info("file/folder clash at %s: saving %s as %s", relative, url, fallback)
+        try:
+            return self._save_at(fallback, body)
+        except _CLASH_ERRORS as error:
+            raise OutputError(f"cannot save {url} as {fallback}: {error}") from error
+
+    def _save_at(self, relative: PurePosixPath, body: bytes) -> PurePosixPath:
+        try:
+            directory = self._directory(relative.parts[:-1])
+            _write_atomic(directory, relative.name, body)
+        except _CLASH_ERRORS:
+            raise
+        except OSError as error:
+            raise OutputError(f"cannot save {relative}: {error}") from error
+        return PurePosixPath(FILES_DIR) / relative
+
+    def _directory(self, parts: tuple[str, ...]) -> Path:
+        """`root/parts`, made as needed; raises a clash error if a part is not a real directory.
+
+        Checking each part with lstat means a symlink is never followed out of `root`.
+        """
+        directory = self._root
+        for part in parts:
+            directory = directory / part
+            with contextlib.suppress(FileExistsError):
+                directory.mkdir()
+            if not stat.S_ISDIR(directory.lstat().st_mode):
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(directory))
+        return directory
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write `obj` as JSON to `path` so a reader sees the old file or the new, never half.
+
+    Raises OutputError if writing fails, and ValueError or TypeError, with nothing written,
+    if `obj` is not JSON (NaN and infinities included).
+    """
+    data = json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    try:
+        _write_atomic(path.parent, path.name, data.encode())
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error}") from error
+
+
+def _write_atomic(directory: Path, name: str, data: bytes) -> None:
+    """Write `data` to a reserved temporary name in `directory`, then rename it to `name`.
+
+    Only a regular file at `name` is replaced: anything else there is a clash.
+    """
+    target = directory / name
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(target.lstat().st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(target))
+    temporary = directory / f"_tmp-{secrets.token_hex(8)}.part"
+    try:
+        with temporary.open("xb") as file:
+            file.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+class JsonlWriter:
+    """Appends one JSON object per line to `path`, each flushed as soon as it is written.
+
+    A crash can then only cut the last line short, and `append=True` (a resumed crawl)
+    first drops such a torn line so that every line of the file parses. Not thread-safe:
+    one collector thread writes each file.
+    """
+
+    def __init__(self, path: Path, *, append: bool = False) -> None:
+        self._path = path
+        try:
+            if append:
+                _drop_torn_tail(path)
+            self._file: BufferedWriter = path.open("ab") if append else path.open("wb")
+        except OSError as error:
+            raise OutputError(f"cannot open {path}: {error}") from error
+
+    def write(self, obj: Mapping[str, Any]) -> None:
+        """Write `obj` as one line and flush it.
+
+        Raises OutputError if writing fails, and ValueError or TypeError, with nothing
+        written, if `obj` is not JSON (NaN and infinities included).
+        """
+        line = _json_line(obj)
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as error:
+            raise OutputError(f"cannot write {self._path}: {error}") from error
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _json_line(obj: Mapping[str, Any]) -> bytes:
+    """`obj` as compact UTF-8 JSON and a newline; JSON escapes any newline inside a value.
+
+    Text holding a lone surrogate (undecodable input) has no UTF-8 form; it is written
+    with ASCII escapes instead, so the record is kept.
+    """
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return (text + "\n").encode()
+    except UnicodeEncodeError:
+        return (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def _drop_torn_tail(path: Path, chunk: int = 1 << 16) -> None:
+    """Cut `path` back to its last newline: what follows is a record a crash cut short."""
+    with contextlib.suppress(FileNotFoundError), path.open("r+b") as file:
+        end = position = file.seek(0, os.SEEK_END)
+        while position > 0:
+            start = max(0, position - chunk)
+            file.seek(start)
+            newline = file.read(position - start).rfind(b"\n")
+            if newline >= 0:
+                position = start + newline + 1
+                break
+            position = start
+        if position < end:
+            file.truncate(position)
+
+
+class CrawlOutput:
+    """The output directory of one crawl: pages.jsonl, skipped.jsonl, files/, stats.json."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"cannot create the output directory {directory}: {error}") from error
+        self._files = FileStore(directory / FILES_DIR)
+        self._pages = JsonlWriter(directory / PAGES_FILE)
+        self._skipped = JsonlWriter(directory / SKIPPED_FILE)
+
+    def save_body(self, url: str, body: bytes) -> str:
+        """Save a response body; return its path relative to the output directory."""
+        return str(self._files.save(url, body))
+
+    def record(self, page: Page) -> None:
+        self._pages.write(page.to_json())
+
+    def skipped(self, skipped: Skipped) -> None:
+        self._skipped.write(skipped.to_json())
+
+    def close(self, stats: StatsSnapshot) -> None:
+        """Close the JSONL files and write the final stats.json."""
+        self._pages.close()
+        self._skipped.close()
+        write_json_atomic(self.directory / STATS_FILE, stats.to_json())

@@ -1,0 +1,192 @@
+"""URLs as the crawl sees them: the list file, the canonical form, and the crawl's scope.
+
+Everything here is a pure function over strings, so the rules that decide what is fetched
+are tested without any I/O.
+
+The canonical form is what makes "each resource is fetched once however it was written":
+yarl (the URL type aiohttp is built on) lower-cases scheme and host, IDNA-encodes the host,
+drops the default port, resolves dot segments and normalizes percent-encoding (unreserved
+characters decoded, escapes upper-cased); we drop the fragment and give an empty path "/".
+The query keeps its order: servers may read it positionally, so reordering would fetch a
+different resource than the page linked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import yarl
+
+from scraper.errors import InvalidURL
+
+FETCHABLE_SCHEMES = frozenset({"http", "https"})
+
+# A host name or IPv4 address (IPv6 literals are recognized separately): letters, digits,
+# hyphens, underscores (seen on the real web) and dots.
+_HOSTNAME = re.compile(
+    r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$"
+)
+_SCHEME_PREFIX = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+_HOST_AND_PORT = re.compile(r"^[^:/?#]+:[0-9]+(?:[/?#]|$)")
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
+_FORBIDDEN_IN_LINE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+def canonicalize(url: str, base: str | None = None) -> str:
+    """Return the canonical form of `url` (resolved against `base` first, if given).
+
+    Raises InvalidURL for anything that is not a fetchable http(s) URL with a valid host.
+    """
+    try:
+        parsed = yarl.URL(url)
+        if base is not None:
+            parsed = yarl.URL(base).join(parsed)
+        host = parsed.raw_host  # yarl validates the host lazily, here
+    except (ValueError, TypeError, IndexError) as error:
+        # yarl raises IndexError too for some malformed hosts ("http://[]-@").
+        raise InvalidURL(f"cannot parse URL: {error}") from None
+    if parsed.scheme not in FETCHABLE_SCHEMES:
+        raise InvalidURL(f"scheme {parsed.scheme or '(none)'!r} is not http or https")
+    if not host:
+        raise InvalidURL("URL has no host")
+    if not (":" in host or _HOSTNAME.match(host)):
+        raise InvalidURL(f"invalid host {host!r}")
+    text = str(parsed.with_fragment(None))
+    # yarl leaves the root path implicit ("http://h"); the canonical form spells it out.
+    return text if parsed.raw_path != "/" or text.endswith("/") or "?" in text else text + "/"
+
+
+def host_of(url: str) -> str:
+    """The host of a canonical URL, with its port when that is not the default."""
+    parsed = yarl.URL(url)
+    host = parsed.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal keeps its brackets, so the port stays apart
+    return host if parsed.explicit_port is None else f"{host}:{parsed.explicit_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ListedURL:
+    """A valid line of a URL list: its 1-based line number and canonical URL."""
+
+    line: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """An invalid line of a URL list, kept so the user can be told which and why."""
+
+    line: int
+    text: str
+    reason: str
+
+
+def read_url_list(lines: Iterable[str]) -> Iterator[ListedURL | BadLine]:
+    """Parse a URL list: one URL per line, `#` comments and blank lines ignored.
+
+    Lines without a scheme are read as https. Whitespace or control characters inside a
+    line make it invalid: a URL list is typed by people, and a space usually means two
+    URLs ran together.
+    """
+    for number, raw in enumerate(lines, start=1):
+        text = (raw.removeprefix("\ufeff") if number == 1 else raw).strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            yield ListedURL(number, _listed_to_canonical(text))
+        except InvalidURL as error:
+            yield BadLine(number, text, str(error))
+
+
+def _listed_to_canonical(text: str) -> str:
+    if _FORBIDDEN_IN_LINE.search(text):
+        raise InvalidURL("contains whitespace or control characters")
+    if not _SCHEME_PREFIX.match(text) or _looks_like_host_and_port(text):
+        text = "https://" + text
+    return canonicalize(text)
+
+
+def _looks_like_host_and_port(text: str) -> bool:
+    """`localhost:8080/x` parses as scheme "localhost"; it is a scheme-less host and port."""
+    return _HOST_AND_PORT.match(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which discovered links the crawl follows.
+
+    `hosts` are followed exactly (the seeds' hosts, with and without "www.");
+    `domains` are followed with all their subdomains (`--allow-domain`).
+    """
+
+    hosts: frozenset[str]
+    domains: frozenset[str] = frozenset()
+
+    @classmethod
+    def around(cls, seeds: Iterable[str], domains: Iterable[str] = ()) -> Scope:
+        hosts: set[str] = set()
+        for seed in seeds:
+            hosts.update(_www_siblings(host_of(seed)))
+        return cls(frozenset(hosts), frozenset(_ascii_domain(d) for d in domains))
+
+    def widened(self, url: str) -> Scope:
+        """The scope plus the host of `url`: a seed that redirects brings its target along."""
+        host = host_of(url)
+        if host in self.hosts:
+            return self
+        return Scope(self.hosts | _www_siblings(host), self.domains)
+
+    def contains(self, url: str) -> bool:
+        if host_of(url) in self.hosts:
+            return True
+        name = yarl.URL(url).raw_host or ""
+        return any(name == d or name.endswith("." + d) for d in self.domains)
+
+
+def _www_siblings(host: str) -> frozenset[str]:
+    bare = host.removeprefix("www.")
+    return frozenset({bare, "www." + bare})
+
+
+def _ascii_domain(domain: str) -> str:
+    """A domain as hosts appear in canonical URLs: lower-case, IDNA-encoded."""
+    return yarl.URL.build(scheme="http", host=domain.strip(".")).raw_host or domain.lower()
+
+
+def is_private(url: str) -> bool:
+    """True for URLs naming a loopback, private, link-local or otherwise non-public address.
+
+    Decided from the URL alone: IP literals and "localhost" names. A public-looking name
+    that resolves to a private address is not caught here (that needs the resolver).
+    """
+    host = (yarl.URL(url).raw_host or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = _legacy_ipv4(host)
+    return address is not None and not address.is_global
+
+
+def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The address of a host the resolver reads as IPv4 although it is not dotted-quad:
+    "127.1", "2130706433", "0x7f000001" all mean 127.0.0.1 to inet_aton."""
+    if not _NUMERIC_HOST.match(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def has_fetchable_scheme(href: str) -> bool:
+    """True for a relative reference or an http(s) URL: a link that failed to canonicalize
+    for any other reason was malformed, not of another scheme."""
+    scheme = _SCHEME_PREFIX.match(href)
+    return scheme is None or scheme.group(0)[:-1].lower() in FETCHABLE_SCHEMES

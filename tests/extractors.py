@@ -1,0 +1,43 @@
+"""Extraction functions for the crawl tests.
+
+They live in a real module, not in a test file, because the parse pool sends the extraction
+function to its worker processes by name: a worker must be able to import it. pytest puts
+this directory on sys.path (tests/ has no __init__.py), and the forkserver that starts the
+parse processes inherits that sys.path.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+FAILING_SUFFIX = "/page/1"
+FAILURE_TEXT = "extractor refuses this page"
+
+
+def headings(soup: Any, url: str) -> dict[str, Any]:
+    """The page's <h1> texts, its URL, and the id of the process that ran the extraction."""
+    return {
+        "h1": [tag.get_text(strip=True) for tag in soup.find_all("h1")],
+        "url": url,
+        "pid": os.getpid(),
+    }
+
+
+def fails_on_page_1(soup: Any, url: str) -> str:
+    """Raise on /page/1 only, so the test can see the crawl go on past the failure."""
+    if url.endswith(FAILING_SUFFIX):
+        raise RuntimeError(FAILURE_TEXT)
+    return "fine"
+
+
+def returns_a_set(soup: Any, url: str) -> set[str]:
+    """A value JSON cannot encode."""
+    return {url}
+
+
+def dies_on_page_1(soup: Any, url: str) -> str:
+    """Kill the parse process on /page/1, as a segfault or the OOM killer would."""
+    if url.endswith(FAILING_SUFFIX):
+        os._exit(1)
+    return "fine"

@@ -1,0 +1,340 @@
+"""The `scrape` command, run as a subprocess against the demo site on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonl import read_jsonl
+
+from scraper.demo import SiteSpec, running_site
+
+RUN_TIMEOUT = 60.0  # seconds any one `scrape` run may take before the test gives up on it
+SIGNAL_TIMEOUT = 20.0  # seconds to exit after SIGINT
+GRACE = 10.0  # seconds for a run's helper processes to go away after it exits
+FAST = ["--parsers", "2", "--retries", "0", "--timeout", "10"]
+OPTIONS = [
+    "-o",
+    "--output",
+    "--depth",
+    "--max-pages",
+    "--allow-domain",
+    "--workers",
+    "--per-host",
+    "--parsers",
+    "--fetch",
+    "--parse",
+    "--timeout",
+    "--max-bytes",
+    "--retries",
+    "--user-agent",
+    "--no-files",
+    "-q",
+    "--quiet",
+    "--version",
+    "-h",
+    "--help",
+]
+
+
+def scrape_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "scraper", *args]
+
+
+def scrape(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        scrape_command(*args),
+        cwd=cwd,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+def write_list(directory: Path, *lines: str) -> Path:
+    path = directory / "list.txt"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def urls_recorded(output: Path) -> list[str]:
+    return sorted(record["url"] for record in read_jsonl(output / "pages.jsonl"))
+
+
+def session_processes(session: int) -> list[str]:
+    """Live processes whose session or process group is `session`, as "pid command"."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        state, _ppid, pgrp, sid = stat.rsplit(")", 1)[1].split()[:4]
+        if state != "Z" and session in (int(pgrp), int(sid)):
+            found.append(f"{entry} {cmdline.decode(errors='replace')}")
+    return found
+
+
+def wait_for(condition: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def kill_session(process: subprocess.Popen[Any]) -> None:
+    """Clean-up after a test that failed: nothing of the run may outlive it."""
+    if process.poll() is None:
+        process.kill()
+    for line in session_processes(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+    process.wait(RUN_TIMEOUT)
+
+
+# -- the URL list and the exit status ----------------------------------------------------
+
+
+def test_a_mixed_list_reports_bad_lines_and_records_every_valid_url(demo_site, tmp_path):
+    site = demo_site
+    good = [site.url, site.url_for("/page/3"), site.url_for("/files/0.bin")]
+    missing, unreachable = site.url_for("/status/404"), "http://127.0.0.1:1/"
+    listing = write_list(
+        tmp_path,
+        "# a comment",  # 1
+        "",  # 2
+        good[0],  # 3
+        "ftp://example.com/file.txt",  # 4: bad scheme
+        f"{site.url_for('/page/1')} {site.url_for('/page/2')}",  # 5: space inside
+        "http://",  # 6: no host
+        missing,  # 7
+        "   # an indented comment",  # 8
+        unreachable,  # 9
+        f"  {good[1]}  ",  # 10
+        "http:///no-host",  # 11: no host either
+        good[2],  # 12
+    )
+    done = scrape(tmp_path, listing.name, *FAST)
+    assert done.returncode == 1, done.stderr
+    for number in (4, 5, 6, 11):
+        assert f"list.txt:{number}:" in done.stderr
+    for number in (1, 2, 3, 7, 8, 9, 10, 12):
+        assert f"list.txt:{number}:" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+    records = {record["url"]: record for record in read_jsonl(tmp_path / "output/pages.jsonl")}
+    assert urls_recorded(tmp_path / "output") == sorted([*good, missing, unreachable])
+    assert all(records[url]["ok"] for url in good)
+    assert records[missing]["error"]["kind"] == "http"
+    assert records[unreachable]["error"]["kind"] == "connect"
+    skipped = read_jsonl(tmp_path / "output/skipped.jsonl")
+    invalid = [entry["detail"].split(":")[0] for entry in skipped if entry["reason"] == "invalid"]
+    assert sorted(invalid) == ["line 11", "line 4", "line 5", "line 6"]
+
+
+def test_all_good_exits_0(demo_site, tmp_path):
+    listing = write_list(tmp_path, demo_site.url, demo_site.url_for("/page/7"))
+    done = scrape(tmp_path, listing.name, "--quiet", *FAST)
+    assert done.returncode == 0, done.stderr
+    assert urls_recorded(tmp_path / "output") == [demo_site.url, demo_site.url_for("/page/7")]
+    stats = json.loads((tmp_path / "output/stats.json").read_text())
+    assert stats["pages"] == stats["ok"] == 2
+
+
+def test_an_invalid_line_alone_makes_the_run_exit_1(demo_site, tmp_path):
+    listing = write_list(tmp_path, demo_site.url, "gopher://example.com/")
+    done = scrape(tmp_path, listing.name, "--quiet", *FAST)
+    assert done.returncode == 1, done.stderr
+    assert "list.txt:2:" in done.stderr
+    records = read_jsonl(tmp_path / "output/pages.jsonl")
+    assert [(record["url"], record["ok"]) for record in records] == [(demo_site.url, True)]
+
+
+def test_an_unwritable_output_directory_exits_2(demo_site, tmp_path):
+    listing = write_list(tmp_path, demo_site.url)
+    (tmp_path / "taken").write_text("a file where the output directory should go\n")
+    done = scrape(tmp_path, listing.name, "-o", "taken/out", *FAST)
+    assert done.returncode == 2
+    assert "taken" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_list_without_a_valid_url_exits_2(tmp_path):
+    listing = write_list(tmp_path, "# nothing to see", "ftp://example.com/", "http://")
+    done = scrape(tmp_path, listing.name, *FAST)
+    assert done.returncode == 2
+    assert "no valid URL" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_missing_list_exits_2_with_a_message(tmp_path):
+    done = scrape(tmp_path, "no-such-list.txt", *FAST)
+    assert done.returncode == 2
+    assert "no-such-list.txt" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_dash_reads_the_list_from_stdin(demo_site, tmp_path):
+    stdin = f"# from a pipe\n{demo_site.url_for('/page/2')}\n"
+    done = scrape(tmp_path, "-", "-o", "piped", "--quiet", *FAST, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    assert urls_recorded(tmp_path / "piped") == [demo_site.url_for("/page/2")]
+
+
+def test_an_unknown_flag_exits_2(tmp_path):
+    listing = write_list(tmp_path, "http://127.0.0.1:1/")
+    done = scrape(tmp_path, listing.name, "--no-such-flag")
+    assert done.returncode == 2
+    assert "--no-such-flag" in done.stderr
+    assert not (tmp_path / "output").exists()
+
+
+# -- what a person sees ------------------------------------------------------------------
+
+
+def test_quiet_prints_nothing_on_stderr(demo_site, tmp_path):
+    listing = write_list(tmp_path, demo_site.url)
+    done = scrape(tmp_path, listing.name, "--quiet", "--depth", "1", *FAST)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert len(read_jsonl(tmp_path / "output/pages.jsonl")) > 1
+
+
+def test_without_quiet_a_summary_table_appears(demo_site, tmp_path):
+    listing = write_list(tmp_path, demo_site.url)
+    done = scrape(tmp_path, listing.name, "--depth", "1", *FAST)
+    assert done.returncode == 0, done.stderr
+    assert "scrape summary" in done.stderr
+    pages = len(read_jsonl(tmp_path / "output/pages.jsonl"))
+    summary = done.stderr[done.stderr.index("scrape summary") :]
+    assert re.search(rf"\bpages\W+{pages}\b", summary), summary
+
+
+def test_help_lists_every_option(tmp_path):
+    done = scrape(tmp_path, "--help")
+    assert done.returncode == 0, done.stderr
+    words = done.stdout.replace(",", " ").split()
+    assert [option for option in OPTIONS if option not in words] == []
+    assert "url_list" in words
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def slow_site() -> Any:
+    """Big and slow enough that a deep crawl is still running when the test interrupts it."""
+    with running_site(SiteSpec(pages=2000, fanout=5, latency_ms=50)) as site:
+        yield site
+
+
+@pytest.mark.parametrize("target", ["process group", "main process"])
+def test_ctrl_c_stops_the_crawl_in_order(slow_site, tmp_path, target):
+    listing = write_list(tmp_path, slow_site.url)
+    output = tmp_path / "output"
+    with (tmp_path / "stderr.txt").open("w") as stderr:
+        process = subprocess.Popen(
+            scrape_command(listing.name, "--depth", "10", "--workers", "8", *FAST),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        pages = output / "pages.jsonl"
+        started = wait_for(
+            lambda: (
+                process.poll() is not None
+                or (pages.exists() and pages.read_bytes().count(b"\n") >= 5)
+            ),
+            RUN_TIMEOUT,
+        )
+        assert started
+        assert process.poll() is None, "the crawl ended before it could be interrupted"
+        if target == "process group":  # what a terminal's Ctrl-C does
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            os.kill(process.pid, signal.SIGINT)
+        status = process.wait(SIGNAL_TIMEOUT)
+        assert status == 130
+        assert wait_for(lambda: not session_processes(process.pid), GRACE), session_processes(
+            process.pid
+        )
+    finally:
+        kill_session(process)
+
+    message = (tmp_path / "stderr.txt").read_text()
+    assert "Traceback" not in message
+    assert "interrupted" in message
+    data = pages.read_bytes()
+    assert data.endswith(b"\n")
+    records = [json.loads(line) for line in data.decode().splitlines()]
+    assert len(records) >= 5
+    assert len(records) < slow_site.spec.pages
+    assert len({record["url"] for record in records}) == len(records)
+    stats = json.loads((output / "stats.json").read_text())
+    assert stats["pages"] == len(records)
+
+
+# -- the demo site -----------------------------------------------------------------------
+
+
+def test_demo_site_serves_until_interrupted(tmp_path):
+    process = subprocess.Popen(
+        scrape_command("demo-site", "--pages", "5"),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        first_line: list[str] = []
+        reader = threading.Thread(
+            target=lambda: first_line.append(process.stdout.readline()), daemon=True
+        )
+        reader.start()
+        reader.join(RUN_TIMEOUT)
+        assert first_line, "scrape demo-site printed nothing"
+        word, url = first_line[0].split()
+        assert word == "URL"
+        assert url.startswith("http://127.0.0.1:")
+        assert url.endswith("/")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url + "page/4", timeout=10) as answer:
+            assert answer.status == 200
+            assert b"<title>Page 4</title>" in answer.read()
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            opener.open(url + "page/5", timeout=10)
+        missing.value.close()
+        assert missing.value.code == 404
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=SIGNAL_TIMEOUT)
+        assert process.returncode == 0, stderr
+        assert "Traceback" not in stderr
+    finally:
+        kill_session(process)
+        process.stdout.close()
+        process.stderr.close()

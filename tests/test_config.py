@@ -1,0 +1,188 @@
+"""Config: one frozen, validated value; every invalid option names itself."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scraper.config import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_PER_HOST,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    DEFAULT_WORKERS,
+    FETCH_STRATEGIES,
+    PARSE_MODES,
+    USER_AGENT,
+    Config,
+)
+from scraper.errors import ConfigError, ScraperError
+
+
+def test_defaults_are_valid_and_named() -> None:
+    config = Config()
+    assert config.depth == 0
+    assert config.max_pages is None
+    assert config.allow_domains == ()
+    assert config.workers == DEFAULT_WORKERS
+    assert config.per_host == DEFAULT_PER_HOST
+    assert config.parsers >= 1
+    assert config.fetch in FETCH_STRATEGIES
+    assert config.parse in PARSE_MODES
+    assert config.timeout == DEFAULT_TIMEOUT
+    assert config.max_bytes == DEFAULT_MAX_BYTES
+    assert config.retries == DEFAULT_RETRIES
+    assert config.backoff == DEFAULT_BACKOFF
+    assert config.user_agent == USER_AGENT
+    assert config.output is None
+    assert config.extract is None
+
+
+def test_config_is_frozen() -> None:
+    config = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.workers = 3  # type: ignore[misc]
+
+
+def test_valid_non_defaults_are_accepted_and_normalized(tmp_path: Path) -> None:
+    config = Config(
+        depth=3,
+        max_pages=1,
+        allow_domains=["example.com", "example.org"],  # type: ignore[arg-type]
+        workers=1,
+        per_host=1,
+        parsers=1,
+        fetch="sequential",
+        parse="inline",
+        timeout=0.5,
+        max_bytes=1,
+        retries=0,
+        max_redirects=0,
+        backoff=0,
+        backoff_cap=0,
+        output=str(tmp_path),  # type: ignore[arg-type]
+        extract=lambda soup, url: url,
+    )
+    assert config.allow_domains == ("example.com", "example.org")
+    assert isinstance(config.output, Path)
+    assert config.output == tmp_path
+
+
+# option, invalid value
+INVALID: list[tuple[str, Any]] = [
+    ("depth", -1),
+    ("depth", True),
+    ("depth", "1"),
+    ("depth", None),
+    ("max_pages", 0),
+    ("max_pages", -5),
+    ("max_pages", True),
+    ("workers", 0),
+    ("workers", "4"),
+    ("workers", False),
+    ("per_host", 0),
+    ("parsers", 0),
+    ("retries", -1),
+    ("max_redirects", -1),
+    ("max_bytes", 0),
+    ("max_bytes", 0.5),
+    ("timeout", 0),
+    ("timeout", -1.0),
+    ("timeout", True),
+    ("timeout", "30"),
+    ("backoff", -0.1),
+    ("backoff_cap", -1),
+    ("fetch", "carrier-pigeon"),
+    ("fetch", None),
+    ("parse", "gpu"),
+    ("user_agent", ""),
+    ("user_agent", "   "),
+    ("extract", 42),
+    ("allow_domains", "example.com"),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), INVALID)
+def test_invalid_values_raise_config_error_naming_the_option(option: str, value: Any) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config(**{option: value})
+    assert option in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, ScraperError)
+
+
+@pytest.mark.parametrize("option", ["depth", "workers", "retries"])
+def test_integer_options_reject_fractions(option: str) -> None:
+    # workers=2.5 passes validation today and fails later, deep in the crawl
+    # (range(2.5), a BoundedSemaphore of 2.5...).
+    with pytest.raises(ConfigError, match=option):
+        Config(**{option: 2.5})
+
+
+@pytest.mark.parametrize("option", ["timeout", "backoff"])
+def test_float_options_reject_nan(option: str) -> None:
+    with pytest.raises(ConfigError, match=option):
+        Config(**{option: math.nan})
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("user_agent", None), ("allow_domains", None), ("output", 3)],
+)
+def test_wrongly_typed_values_raise_config_error_not_a_crash(option: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=option):
+        Config(**{option: value})
+
+
+def test_from_options_builds_a_config() -> None:
+    config = Config.from_options(depth=2, workers=3, fetch="sequential")
+    assert (config.depth, config.workers, config.fetch) == (2, 3, "sequential")
+    assert config == Config(depth=2, workers=3, fetch="sequential")
+
+
+def test_from_options_validates_values() -> None:
+    with pytest.raises(ConfigError, match="workers"):
+        Config.from_options(workers=0)
+
+
+def test_from_options_rejects_an_unknown_option_by_name() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_options(depht=2)
+    assert "depht" in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_from_options_names_every_unknown_option() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_options(depht=2, wrokers=3, depth=1)
+    assert "depht" in str(caught.value)
+    assert "wrokers" in str(caught.value)
+
+
+def test_replace_revalidates() -> None:
+    config = Config()
+    assert dataclasses.replace(config, workers=2).workers == 2
+    with pytest.raises(ConfigError, match="workers"):
+        dataclasses.replace(config, workers=0)
+    with pytest.raises(ConfigError, match="fetch"):
+        dataclasses.replace(config, fetch="nope")
+
+
+def test_replace_normalizes_again(tmp_path: Path) -> None:
+    config = dataclasses.replace(
+        Config(),
+        allow_domains=["a.example"],  # type: ignore[arg-type]
+        output=str(tmp_path),  # type: ignore[arg-type]
+    )
+    assert config.allow_domains == ("a.example",)
+    assert config.output == tmp_path
+
+
+def test_config_error_is_catchable_as_value_error() -> None:
+    with pytest.raises(ValueError, match="per_host"):
+        Config(per_host=-3)

@@ -1,0 +1,686 @@
+"""The Crawler end to end: real HTTP on 127.0.0.1 against the demo site.
+
+Every crawl here runs with zero retry backoff and short timeouts, so nothing waits long and
+nothing can hang; no assertion bounds wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import hashlib
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+import warnings
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import extractors
+import pytest
+from jsonl import read_jsonl
+
+import scraper
+from scraper import Config, Crawler, Page, crawl
+from scraper.demo import (
+    MAILTO_URL,
+    OFFSITE_URL,
+    PRIVATE_PATH,
+    SiteSpec,
+    file_paths,
+    page_paths,
+    running_site,
+)
+from scraper.urls import canonicalize
+
+FAST = {"backoff": 0, "timeout": 10.0, "parsers": 2}
+DEEP = 50  # deeper than any demo site used here
+GRACE = 10.0  # seconds a test waits for threads and processes to end after a crawl stops
+CRAWL_THREAD = ("fetch-", "dispatch", "parse")
+DOCUMENTED_FIELDS = [
+    "url",
+    "final_url",
+    "status",
+    "ok",
+    "error",
+    "content_type",
+    "bytes",
+    "sha256",
+    "path",
+    "depth",
+    "parent",
+    "fetched_at",
+    "elapsed_ms",
+    "attempts",
+    "redirects",
+    "title",
+    "links",
+    "text_chars",
+    "meta",
+    "data",
+]
+ERROR_KINDS = {kind.value for kind in scraper.ErrorKind}
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def run_crawl(urls: list[str], **options: Any) -> list[Page]:
+    return list(crawl(urls, **{**FAST, **options}))
+
+
+def by_url(pages: list[Page]) -> dict[str, Page]:
+    index = {page.url: page for page in pages}
+    assert len(index) == len(pages), "a URL was recorded more than once"
+    return index
+
+
+def site_paths(site: Any) -> list[str]:
+    """Every URL a full crawl of the site records (/private/ is disallowed by robots.txt)."""
+    return [*page_paths(site.spec), *file_paths(site.spec)]
+
+
+def page_hits(site: Any) -> dict[str, int]:
+    """The server's hit counts, less the one robots.txt request every crawl makes first."""
+    hits = dict(site.hits)
+    assert hits.pop("/robots.txt", 0) <= 1
+    return hits
+
+
+def allowed_links(page: Page, site: Any) -> set[str]:
+    """The on-site links of `page` that robots.txt lets the crawl follow."""
+    private = site.url_for(PRIVATE_PATH)
+    return {link for link in page.links if link.startswith(site.url) and link != private}
+
+
+def only(pages: list[Page]) -> Page:
+    assert len(pages) == 1, [page.url for page in pages]
+    return pages[0]
+
+
+def assert_record_shape(record: dict[str, Any]) -> None:
+    """One pages.jsonl record has every documented field, in order, with its type."""
+    assert list(record) == DOCUMENTED_FIELDS
+    assert isinstance(record["url"], str)
+    assert record["url"] == canonicalize(record["url"])
+    assert record["final_url"] is None or isinstance(record["final_url"], str)
+    assert record["status"] is None or type(record["status"]) is int
+    assert type(record["ok"]) is bool
+    error = record["error"]
+    assert (error is None) == record["ok"]
+    if error is not None:
+        assert set(error) == {"kind", "message"}
+        assert error["kind"] in ERROR_KINDS
+        assert isinstance(error["message"], str)
+        assert error["message"]
+    assert record["content_type"] is None or isinstance(record["content_type"], str)
+    assert type(record["bytes"]) is int
+    assert record["bytes"] >= 0
+    sha = record["sha256"]
+    assert sha is None or (len(sha) == 64 and set(sha) <= set("0123456789abcdef"))
+    assert record["path"] is None or isinstance(record["path"], str)
+    assert type(record["depth"]) is int
+    assert record["depth"] >= 0
+    assert (record["parent"] is None) == (record["depth"] == 0)
+    fetched_at = datetime.fromisoformat(record["fetched_at"])
+    assert fetched_at.utcoffset() == timedelta(0)
+    assert type(record["elapsed_ms"]) is int
+    assert record["elapsed_ms"] >= 0
+    assert type(record["attempts"]) is int
+    assert record["attempts"] >= 1
+    assert isinstance(record["redirects"], list)
+    assert record["title"] is None or isinstance(record["title"], str)
+    assert isinstance(record["links"], list)
+    assert all(isinstance(link, str) for link in record["links"])
+    assert record["text_chars"] is None or type(record["text_chars"]) is int
+    meta = record["meta"]
+    assert meta is None or set(meta) == {"description", "language", "canonical", "robots"}
+
+
+def new_crawl_threads(before: set[threading.Thread]) -> list[str]:
+    return [
+        thread.name
+        for thread in threading.enumerate()
+        if thread not in before and thread.name.startswith(CRAWL_THREAD)
+    ]
+
+
+def wait_for(condition: Any, timeout: float = GRACE) -> Any:
+    """Poll `condition` until it returns something true or `timeout` passes; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, command line) of a process, or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has exited; only its exit status is left to collect
+        return None
+    return int(fields[1]), cmdline
+
+
+def worker_processes() -> list[int]:
+    """Descendants of this process that do work: the multiprocessing forkserver and resource
+    tracker are long-lived helpers shared by the whole test session, so they are not
+    counted, but the processes the forkserver started for us are."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (info := _stat(int(entry))) is not None:
+            table[int(entry)] = info
+    workers: list[int] = []
+    parents = [os.getpid()]
+    while parents:
+        parent = parents.pop()
+        for pid, (ppid, cmdline) in table.items():
+            if ppid != parent:
+                continue
+            if parent == os.getpid() and "multiprocessing.forkserver" in cmdline:
+                parents.append(pid)  # its children are the parse processes
+            elif "multiprocessing.resource_tracker" not in cmdline:
+                workers.append(pid)
+                parents.append(pid)
+    return workers
+
+
+@pytest.fixture
+def latency_site() -> Any:
+    """A 200-page site that answers after 50 ms: a crawl of it is still going after 3 pages."""
+    with running_site(SiteSpec(pages=200, fanout=4, latency_ms=50)) as site:
+        yield site
+
+
+# -- a whole site --------------------------------------------------------------------------
+
+
+def test_full_crawl_records_every_url_once_and_writes_output(fresh_site, tmp_path):
+    site = fresh_site
+    out = tmp_path / "out"
+    pages = run_crawl([site.url], depth=DEEP, output=out, parse="processes")
+    records = by_url(pages)
+
+    expected = {site.url_for(path): path for path in site_paths(site)}
+    assert set(records) == set(expected)
+    assert page_hits(site) == {path: 1 for path in expected.values()}
+
+    for url, page in records.items():
+        body = site.body_for(expected[url])
+        assert body is not None
+        assert page.ok, page.error
+        assert page.status == 200
+        assert page.final_url == url
+        assert page.attempts == 1
+        assert page.bytes == len(body)
+        assert page.sha256 == hashlib.sha256(body).hexdigest()
+        assert page.path is not None
+        assert not Path(page.path).is_absolute()
+        assert (out / page.path).read_bytes() == body
+        for link in page.links:
+            assert link.startswith(("http://", "https://"))
+            assert "#" not in link
+            assert canonicalize(link) == link
+        assert len(set(page.links)) == len(page.links)
+
+    for path in page_paths(site.spec):
+        page = records[site.url_for(path)]
+        assert page.content_type == "text/html"
+        assert page.title == f"Page {0 if path == '/' else int(path.rsplit('/', 1)[1])}"
+        assert page.text_chars is not None
+        assert page.text_chars > 0
+        assert page.meta is not None
+        assert page.meta["language"] == "en"
+        assert site.url in page.links  # every page links home
+    for path in file_paths(site.spec):
+        page = records[site.url_for(path)]
+        assert page.content_type == "application/octet-stream"
+        assert page.title is None
+        assert page.links == ()
+
+    root = records[site.url]
+    assert root.depth == 0
+    assert root.parent is None
+    for page in pages:
+        if page.parent is not None:
+            parent = records[page.parent]
+            assert page.url in parent.links
+            assert page.depth == parent.depth + 1
+
+    lines = read_jsonl(out / "pages.jsonl")
+    assert lines == [json.loads(json.dumps(page.to_json())) for page in pages]
+    for line in lines:
+        assert_record_shape(line)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["pages"] == len(pages)
+    assert stats["ok"] == len(pages)
+    assert stats["failed"] == 0
+    skipped = read_jsonl(out / "skipped.jsonl")
+    assert {"url": OFFSITE_URL, "reason": "offsite", "parent": site.url, "detail": None} in skipped
+
+
+def signature(pages: list[Page]) -> dict[str, tuple[Any, ...]]:
+    return {page.url: (page.status, page.sha256, page.links, page.title) for page in pages}
+
+
+@pytest.fixture(scope="module")
+def reference(demo_site) -> dict[str, tuple[Any, ...]]:
+    pages = run_crawl([demo_site.url], depth=DEEP, fetch="sequential", parse="inline")
+    by_url(pages)
+    return signature(pages)
+
+
+@pytest.mark.parametrize("parse", ["processes", "threads", "inline"])
+@pytest.mark.parametrize("fetch", ["threads", "sequential"])
+def test_every_strategy_finds_the_same_records(demo_site, reference, fetch, parse):
+    pages = run_crawl([demo_site.url], depth=DEEP, fetch=fetch, parse=parse, workers=4)
+    by_url(pages)
+    assert set(reference) == {demo_site.url_for(path) for path in site_paths(demo_site)}
+    assert signature(pages) == reference
+
+
+# -- scope: depth, max_pages, offsite, duplicates ----------------------------------------
+
+
+def test_depth_0_fetches_only_the_seeds(fresh_site, tmp_path):
+    site = fresh_site
+    seeds = [site.url, site.url_for("/page/5")]
+    pages = run_crawl(seeds, depth=0, output=tmp_path)
+    assert [page.url for page in sorted(pages, key=lambda p: seeds.index(p.url))] == seeds
+    assert all(page.depth == 0 and page.parent is None for page in pages)
+    assert page_hits(site) == {"/": 1, "/page/5": 1}
+    skipped = read_jsonl(tmp_path / "skipped.jsonl")
+    assert skipped
+    assert {entry["reason"] for entry in skipped} == {"depth", "scheme"}
+    by_reason = {entry["url"]: entry["reason"] for entry in skipped}
+    assert by_reason[MAILTO_URL] == "scheme"
+
+
+def test_depth_1_fetches_the_root_and_its_direct_links(fresh_site, tmp_path):
+    site = fresh_site
+    pages = run_crawl([site.url], depth=1, output=tmp_path)
+    records = by_url(pages)
+    root = records[site.url]
+    on_site = allowed_links(root, site)
+    assert set(records) == {site.url} | on_site
+    direct = ["/page/1", "/page/2", "/page/3", *file_paths(site.spec)]  # not /private/: robots.txt
+    assert {site.url_for(path) for path in direct} <= on_site
+    assert all(page.depth == 1 and page.parent == site.url for page in pages if page is not root)
+    skipped = {entry["url"]: entry for entry in read_jsonl(tmp_path / "skipped.jsonl")}
+    assert skipped[OFFSITE_URL]["reason"] == "offsite"
+    # a link two hops away that is not also one hop away: page/1's first child
+    grandchild = site.url_for(f"/page/{1 * site.spec.fanout + 1}")
+    if grandchild not in records:
+        assert skipped[grandchild]["reason"] == "depth"
+
+
+def test_skipped_jsonl_lists_only_urls_that_were_not_fetched(fresh_site, tmp_path):
+    # README: skipped.jsonl holds "URLs seen but not fetched". Pages at the depth limit link
+    # back to pages already fetched (every page links home), which must not be logged.
+    pages = run_crawl([fresh_site.url], depth=1, output=tmp_path)
+    fetched = {page.url for page in pages}
+    wrongly_skipped = [
+        (entry["url"], entry["reason"])
+        for entry in read_jsonl(tmp_path / "skipped.jsonl")
+        if entry["url"] in fetched
+    ]
+    assert wrongly_skipped == []
+
+
+def test_max_pages_limits_the_records(fresh_site, tmp_path):
+    site = fresh_site
+    pages = run_crawl([site.url], depth=DEEP, max_pages=5, output=tmp_path)
+    assert len(by_url(pages)) == 5
+    assert sum(page_hits(site).values()) == 5
+    skipped = read_jsonl(tmp_path / "skipped.jsonl")
+    over_budget = [entry["url"] for entry in skipped if entry["reason"] == "max_pages"]
+    assert over_budget
+    assert len(set(over_budget)) == len(over_budget)
+    assert not set(over_budget) & {page.url for page in pages}
+    assert json.loads((tmp_path / "stats.json").read_text())["pages"] == 5
+
+
+def test_a_url_listed_twice_is_fetched_once(fresh_site, tmp_path):
+    site = fresh_site
+    spellings = [site.url, site.url.rstrip("/"), site.url + "#top", site.url_for("/page/1")]
+    pages = run_crawl(spellings, depth=0, output=tmp_path)
+    assert sorted(page.url for page in pages) == [site.url, site.url_for("/page/1")]
+    assert page_hits(site) == {"/": 1, "/page/1": 1}
+    duplicates = [
+        entry for entry in read_jsonl(tmp_path / "skipped.jsonl") if entry["reason"] == "duplicate"
+    ]
+    assert [entry["url"] for entry in duplicates] == [site.url]
+
+
+# -- one URL, each way it can end --------------------------------------------------------
+
+
+def test_http_error_status(demo_site):
+    page = only(run_crawl([demo_site.url_for("/status/404")], retries=0))
+    assert page.ok is False
+    assert page.status == 404
+    assert page.error is not None
+    assert page.error["kind"] == "http"
+    assert "404" in page.error["message"]
+    assert page.path is None
+
+
+def test_unreachable_port_is_a_connect_error():
+    page = only(run_crawl(["http://127.0.0.1:1/"], retries=1, timeout=5.0))
+    assert page.ok is False
+    assert page.status is None
+    assert page.final_url is None
+    assert page.sha256 is None
+    assert page.error is not None
+    assert page.error["kind"] == "connect"
+    assert page.attempts == 0, "its robots.txt failed first: the page itself was never sent"
+    assert "robots.txt" in page.error["message"]
+
+
+def test_unreachable_port_without_robots_is_retried():
+    page = only(run_crawl(["http://127.0.0.1:1/"], retries=1, ignore_robots=True))
+    assert page.error is not None
+    assert page.error["kind"] == "connect"
+    assert page.attempts == 2
+
+
+@pytest.mark.parametrize("parse", ["processes", "inline"])
+def test_extraction_data_json_cannot_encode_fails_its_page_only(demo_site, parse):
+    pages = run_crawl([demo_site.url], depth=1, parse=parse, extract=extractors.returns_a_set)
+    assert pages
+    assert all(page.error and page.error["kind"] == "parse" for page in pages if page.title)
+    assert all("JSON" in page.error["message"] for page in pages if page.error)
+
+
+def test_a_page_that_kills_its_parse_process_is_recorded_and_the_crawl_goes_on(demo_site):
+    pages = run_crawl([demo_site.url], depth=1, extract=extractors.dies_on_page_1)
+    records = by_url(pages)
+    killer = records[demo_site.url_for("/page/1")]
+    assert killer.error == {"kind": "parse", "message": "the parse process died on this page"}
+    html = [page for page in pages if page.content_type == "text/html" and page is not killer]
+    assert len(html) > 3
+    assert all(page.ok and page.data == "fine" for page in html), "no other page is blamed"
+
+
+def test_redirect_chain_ends_at_the_root(demo_site):
+    site = demo_site
+    start = site.url_for("/redirect/3")
+    page = only(run_crawl([start]))
+    assert page.ok, page.error
+    assert page.url == start
+    assert page.final_url == site.url
+    assert page.redirects == (start, site.url_for("/redirect/2"), site.url_for("/redirect/1"))
+    assert page.title == "Page 0"
+    assert page.sha256 == hashlib.sha256(site.body_for("/") or b"").hexdigest()
+
+
+def test_redirect_loop(demo_site):
+    page = only(run_crawl([demo_site.url_for("/redirect-loop")]))
+    assert page.ok is False
+    assert page.error is not None
+    assert page.error["kind"] == "redirect_loop"
+
+
+def test_trickling_body_times_out(demo_site):
+    # 40 bytes, one every 0.1 s: each read is quick, the whole body is not
+    page = only(run_crawl([demo_site.url_for("/trickle?bytes=40&interval=0.1")], timeout=0.5))
+    assert page.ok is False
+    assert page.error is not None
+    assert page.error["kind"] == "timeout"
+
+
+def test_stalled_server_times_out(demo_site):
+    page = only(run_crawl([demo_site.url_for("/stall")], timeout=0.5, retries=1))
+    assert page.ok is False
+    assert page.status is None
+    assert page.error is not None
+    assert page.error["kind"] == "timeout"
+    assert page.attempts == 2
+
+
+def test_gzip_bomb_stops_at_max_bytes(demo_site):
+    page = only(run_crawl([demo_site.url_for("/gzip-bomb?mb=4")], max_bytes=1 << 20))
+    assert page.ok is False
+    assert page.error is not None
+    assert page.error["kind"] == "too_large"
+
+
+def test_flaky_url_succeeds_within_its_retries(demo_site):
+    path = f"/flaky/{uuid.uuid4().hex}?fail=2&status=503"
+    page = only(run_crawl([demo_site.url_for(path)], retries=2))
+    assert page.ok, page.error
+    assert page.status == 200
+    assert page.attempts == 3
+    assert demo_site.hits[path] == 3
+
+
+def test_flaky_url_fails_when_retries_run_out(demo_site):
+    path = f"/flaky/{uuid.uuid4().hex}?fail=2&status=503"
+    page = only(run_crawl([demo_site.url_for(path)], retries=1))
+    assert page.ok is False
+    assert page.status == 503
+    assert page.error is not None
+    assert page.error["kind"] == "http"
+    assert page.attempts == 2
+    assert demo_site.hits[path] == 2
+
+
+def test_binary_file_is_saved_but_not_parsed(demo_site, tmp_path):
+    path = "/files/1.bin"
+    page = only(run_crawl([demo_site.url_for(path)], output=tmp_path))
+    assert page.ok, page.error
+    assert page.content_type == "application/octet-stream"
+    assert page.title is None
+    assert page.links == ()
+    assert page.path is not None
+    assert (tmp_path / page.path).read_bytes() == demo_site.body_for(path)
+
+
+# -- the extraction hook -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("parse", ["processes", "threads", "inline"])
+def test_extracted_data_lands_in_records(demo_site, parse):
+    pages = run_crawl([demo_site.url], depth=1, parse=parse, extract=extractors.headings)
+    html = [page for page in pages if page.content_type == "text/html"]
+    assert len(html) > 5
+    for page in html:
+        assert page.ok, page.error
+        has_h1 = page.url != demo_site.url_for(PRIVATE_PATH)  # the private page has none
+        assert page.data["h1"] == ([page.title] if has_h1 else [])
+        assert page.data["url"] == page.final_url
+        in_this_process = page.data["pid"] == os.getpid()
+        assert in_this_process is (parse != "processes")
+    assert all(page.data is None for page in pages if page not in html)
+
+
+@pytest.mark.parametrize("parse", ["processes", "inline"])
+def test_a_raising_extractor_fails_its_page_only(demo_site, parse):
+    pages = run_crawl([demo_site.url], depth=1, parse=parse, extract=extractors.fails_on_page_1)
+    records = by_url(pages)
+    failed = records[demo_site.url_for("/page/1")]
+    assert failed.ok is False
+    assert failed.status == 200
+    assert failed.error is not None
+    assert failed.error["kind"] == "parse"
+    assert extractors.FAILURE_TEXT in failed.error["message"]
+    assert "RuntimeError" in failed.error["message"]
+    others = [page for page in pages if page is not failed and page.content_type == "text/html"]
+    assert len(others) > 3
+    assert all(page.ok and page.data == "fine" for page in others)
+    root = records[demo_site.url]
+    assert set(records) == {root.url} | allowed_links(root, demo_site)
+
+
+# -- stopping early ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parse", "how"), [("processes", "break"), ("processes", "close"), ("threads", "break")]
+)
+def test_leaving_the_loop_early_stops_the_crawl(latency_site, parse, how):
+    before = set(threading.enumerate())
+    options = {**FAST, "depth": 10, "workers": 4, "parse": parse}
+    seen = []
+    if how == "break":
+        for page in crawl([latency_site.url], **options):
+            seen.append(page)
+            if len(seen) == 3:
+                break  # the loop drops its iterator: the generator is closed at once
+    else:
+        pages = crawl([latency_site.url], **options)
+        seen = [next(pages) for _ in range(3)]
+        if parse == "processes":
+            assert worker_processes(), "the check below would not see the parse processes"
+        closer = threading.Thread(target=pages.close, name="test-closer", daemon=True)
+        closer.start()
+        closer.join(60)
+        assert not closer.is_alive(), "close() of the crawl's iterator did not return"
+    assert len(seen) == 3
+
+    stopped = wait_for(lambda: not new_crawl_threads(before))
+    assert stopped, f"crawl threads still alive: {new_crawl_threads(before)}"
+    assert wait_for(lambda: not multiprocessing.active_children()), (
+        multiprocessing.active_children()
+    )
+    assert wait_for(lambda: not worker_processes()), worker_processes()
+    hits = sum(latency_site.hits.values())
+    assert hits < latency_site.spec.pages
+    time.sleep(0.3)
+    assert sum(latency_site.hits.values()) == hits, "fetching went on after the crawl stopped"
+
+
+def test_a_crawl_closed_before_it_starts_holds_no_open_file(tmp_path):
+    # crawl() opens the output files at once, but close() on a generator that never started
+    # runs none of its code: the files are left to the garbage collector (ResourceWarning).
+    out = tmp_path / "out"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        pages = crawl(["http://127.0.0.1:1/"], output=out, **FAST)
+        pages.close()
+        open_files = [
+            target
+            for fd in Path("/proc/self/fd").iterdir()
+            if (target := _readlink(fd)).startswith(str(out))
+        ]
+        del pages
+        gc.collect()
+    assert open_files == []
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == []
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+# -- asyncio -----------------------------------------------------------------------------
+
+
+def test_async_iterator_yields_the_same_pages(demo_site):
+    config = Config(depth=2, **FAST)
+
+    async def collect() -> list[Page]:
+        return [page async for page in Crawler(config).arun([demo_site.url])]
+
+    async_pages = asyncio.run(collect())
+    sync_pages = list(Crawler(config).run([demo_site.url]))
+    assert len(async_pages) > 10
+    assert signature(async_pages) == signature(sync_pages)
+    assert sorted(page.url for page in async_pages) == sorted(page.url for page in sync_pages)
+
+
+CANCEL_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, os, threading, time
+    from scraper import Config, Crawler
+    from scraper.demo import SiteSpec, running_site
+
+    async def consume(url):
+        config = Config(workers=2, parse="threads", parsers=2, backoff=0, timeout=20)
+        async for _ in Crawler(config).arun([url]):
+            pass
+
+    async def main(url):
+        try:  # cancelled while the crawl waits for the slow page
+            await asyncio.wait_for(consume(url), 0.5)
+        except BaseException as error:
+            return type(error).__name__ + ": " + str(error)
+        return "finished"
+
+    if __name__ == "__main__":
+        with running_site(SiteSpec(pages=5)) as site:
+            outcome = asyncio.run(main(site.url_for("/slow?seconds=3")))
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                names = [t.name for t in threading.enumerate()
+                         if t.name.startswith(("fetch-", "dispatch", "parse"))]
+                if not names:
+                    break
+                time.sleep(0.05)
+            print(json.dumps({"outcome": outcome, "threads": names}), flush=True)
+        os._exit(0)  # do not wait for threads a broken shutdown left behind
+    """
+)
+
+
+def test_cancelling_an_async_crawl_stops_it(tmp_path):
+    # Run in a process of its own: a crawl that does not stop would leave threads here.
+    script = tmp_path / "cancel.py"
+    script.write_text(CANCEL_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["outcome"].startswith("TimeoutError"), result["outcome"]
+    assert result["threads"] == []
+
+
+# -- options -----------------------------------------------------------------------------
+
+
+def test_an_unknown_option_is_a_value_error_naming_it():
+    with pytest.raises(ValueError, match="no_such_option"):
+        crawl(["http://127.0.0.1:1/"], no_such_option=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("workers", 0), ("parse", "gpu"), ("fetch", "carrier-pigeon")]
+)
+def test_an_invalid_option_value_is_a_value_error_naming_it(name, value):
+    with pytest.raises(ValueError, match=name):
+        crawl(["http://127.0.0.1:1/"], **{name: value})
+    with pytest.raises(ValueError, match=name):
+        dataclasses.replace(Config(), **{name: value})
+
+
+@pytest.mark.parametrize(("option", "value", "records"), [("depth", 4, 5), ("max_pages", 7, 7)])
+def test_a_calendar_trap_is_stopped(demo_site, option, value, records):
+    """An endless chain of links ends at the depth limit or the page budget."""
+    options = {"depth": 1000, option: value}
+    pages = run_crawl([demo_site.url_for("/calendar/0")], **options)
+    assert len(pages) == records
+    assert {page.title for page in pages} == {f"Day {day}" for day in range(records)}
