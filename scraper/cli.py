@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -53,8 +53,9 @@ def scrape(argv: Sequence[str]) -> int:
         console.print(f"scrape: error: {error}", highlight=False)
         return EXIT_USAGE
     failed = bool(bad)
+    interrupted = threading.Event()
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _interrupt_once)
+        signal.signal(signal.SIGINT, _stop_on_first_interrupt(crawler, interrupted))
     try:
         with (
             Progress(crawler.stats.snapshot, console, quiet=options.quiet),
@@ -62,12 +63,12 @@ def scrape(argv: Sequence[str]) -> int:
         ):
             for page in pages:
                 failed |= not page.ok
-    except KeyboardInterrupt:
-        console.print("scrape: interrupted; finished records are on disk", highlight=False)
-        return EXIT_INTERRUPTED
     except ScraperError as error:
         console.print(f"scrape: error: {error}", highlight=False)
         return EXIT_USAGE
+    if interrupted.is_set():
+        console.print("scrape: interrupted; finished records are on disk", highlight=False)
+        return EXIT_INTERRUPTED
     if not options.quiet:
         console.print(summary_table(crawler.stats.snapshot()))
     return EXIT_FAILURES if failed else EXIT_OK
@@ -268,10 +269,21 @@ def demo_site(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _interrupt_once(signum: int, frame: FrameType | None) -> None:
-    """The first Ctrl-C stops the crawl in order; the next one exits at once."""
-    signal.signal(signal.SIGINT, _exit_at_once)
-    raise KeyboardInterrupt
+def _stop_on_first_interrupt(
+    crawler: Crawler, interrupted: threading.Event
+) -> Callable[[int, FrameType | None], None]:
+    """The first Ctrl-C stops the crawl in order; the next one exits at once.
+
+    The handler only asks the crawl to stop: raising KeyboardInterrupt instead could land
+    between writing a record and counting it, or in the middle of a write.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, _exit_at_once)
+        interrupted.set()
+        crawler.stop()
+
+    return handler
 
 
 def _exit_at_once(signum: int, frame: FrameType | None) -> None:

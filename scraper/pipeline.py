@@ -118,12 +118,24 @@ class Crawler:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.stats = Stats()
+        self._current: _Run | None = None
 
     def run(
         self, urls: Iterable[str], *, rejected: Iterable[BadLine] = ()
     ) -> Generator[Page, None, None]:
         """Yield a Page per URL attempted. `rejected` lines are logged as skipped."""
-        return _Run(self.config, self.stats).pages(urls, rejected)
+        self._current = _Run(self.config, self.stats)
+        return self._current.pages(urls, rejected)
+
+    def stop(self) -> None:
+        """Ask the running crawl to end in order; safe from any thread or a signal handler.
+
+        Records already written stay; URLs not finished are simply not attempted. The
+        iteration ends at the next step instead of being torn apart by an exception, so a
+        record and its count in the stats can never part ways.
+        """
+        if self._current is not None:
+            self._current.stopping.set()
 
     async def arun(self, urls: Iterable[str]) -> AsyncIterator[Page]:
         """`run` for asyncio programs: the crawl's threads do the work, the loop stays free.
@@ -132,7 +144,7 @@ class Crawler:
         the run is told to stop, the step under way is awaited (a generator cannot be
         closed while it runs), and then the crawl is closed.
         """
-        run = _Run(self.config, self.stats)
+        run = self._current = _Run(self.config, self.stats)
         pages = run.pages(urls, ())
         done = object()
         step: asyncio.Future[Any] | None = None
@@ -208,6 +220,8 @@ class _Run:
             self._skip(bad.text, SkipReason.INVALID, None, f"line {bad.line}: {bad.reason}")
         seeds = []
         for raw in urls:
+            if self.stopping.is_set():
+                break
             try:
                 url = canonicalize(raw)
             except InvalidURL as error:
