@@ -26,6 +26,7 @@ from scraper.config import Config
 from scraper.errors import InputError, ScraperError
 from scraper.pipeline import Crawler
 from scraper.report import Progress, summary_table
+from scraper.state import STATE_FILE
 from scraper.urls import BadLine, ListedURL, read_url_list
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -36,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args[:1] == ["demo-site"]:
             return demo_site(args[1:])
+        if args[:1] == ["bench"]:
+            from scraper.bench import main as bench  # noqa: PLC0415 (only when asked)
+
+            return bench(args[1:])
         return scrape(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -87,6 +92,25 @@ def _crawl_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path("output"),
         help="output directory (default: output)",
+    )
+    parser.add_argument(
+        "--frontier",
+        choices=("sqlite", "memory"),
+        default="sqlite",
+        help="where the crawl's state lives: sqlite keeps it in OUTPUT/state.sqlite so an "
+        "interrupted crawl can be resumed; memory is faster to start and leaves nothing "
+        "behind (default: sqlite)",
+    )
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the crawl in OUTPUT where it stopped (same list and options)",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over even though OUTPUT holds an earlier crawl (its records are lost)",
     )
     parser.add_argument(
         "--depth",
@@ -212,6 +236,9 @@ def _config(options: argparse.Namespace) -> Config:
         retries=options.retries,
         user_agent=options.user_agent,
         output=options.output,
+        state=options.output / STATE_FILE if options.frontier == "sqlite" else None,
+        resume=options.resume,
+        overwrite=options.overwrite,
         save_files=not options.no_files,
     )
 

@@ -63,6 +63,9 @@ class Config:
     backoff_cap: float = DEFAULT_BACKOFF_CAP
     user_agent: str = USER_AGENT
     output: Path | None = None
+    state: Path | None = None  # a SQLite file for the frontier; None keeps it in RAM
+    resume: bool = False
+    overwrite: bool = False
     save_files: bool = True
     skipped_log: bool = True
     extract: Extractor | None = None
@@ -92,10 +95,12 @@ class Config:
         ):
             raise ConfigError("allow_domains must be a sequence of domain names")
         object.__setattr__(self, "allow_domains", tuple(self.allow_domains))
-        if self.output is not None:
-            if not isinstance(self.output, str | os.PathLike):
-                raise ConfigError(f"output must be a directory path, got {self.output!r}")
-            object.__setattr__(self, "output", Path(self.output))
+        object.__setattr__(self, "output", _path_or_none("output", self.output))
+        object.__setattr__(self, "state", _path_or_none("state", self.state))
+        if self.resume and (self.state is None or self.output is None):
+            raise ConfigError("resume needs an output directory and a state file to resume from")
+        if self.resume and self.overwrite:
+            raise ConfigError("resume and overwrite exclude each other")
 
     @classmethod
     def from_options(cls, **options: Any) -> Config:
@@ -106,6 +111,14 @@ class Config:
             names = ", ".join(map(repr, unknown))
             raise ConfigError(f"unknown option {names}; known options: {', '.join(sorted(known))}")
         return cls(**options)
+
+
+def _path_or_none(name: str, value: Any) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigError(f"{name} must be a path, got {value!r}")
+    return Path(value)
 
 
 def _whole(name: str, value: int, minimum: int, maximum: int | None = None) -> None:

@@ -9,6 +9,7 @@
     └── FetchError                one attempt to fetch a URL failed; `kind` says how
         ├── InvalidURL            not a fetchable http(s) URL
         ├── TransportError        no usable response: dns, connect, timeout, tls, protocol
+        ├── PrivateAddress        a public_only request would have reached a private address
         └── ResponseError         a response came but was bad: too_large, redirect problems
 
 A `FetchError` crosses process boundaries (the process-pool fetch strategy raises it in a
@@ -41,6 +42,7 @@ class ErrorKind(str, Enum):
     ROBOTS = "robots"
     REDIRECT_BLOCKED = "redirect_blocked"
     MAX_PAGES = "max_pages"
+    PRIVATE_ADDRESS = "private_address"
 
 
 class ScraperError(Exception):
@@ -85,6 +87,13 @@ class InvalidURL(FetchError):
 
 class TransportError(FetchError):
     """No usable response arrived; `kind` is dns, connect, timeout, tls or protocol."""
+
+
+class PrivateAddress(FetchError):
+    """The host resolved to a loopback, private or link-local address, and the request
+    was only allowed public ones. Raised before anything is sent."""
+
+    kind = ErrorKind.PRIVATE_ADDRESS
 
 
 class ResponseError(FetchError):

@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import functools
 import hashlib
+import ipaddress
 import json
 import logging
 import multiprocessing
@@ -53,11 +54,12 @@ from scraper.errors import (
 )
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher
 from scraper.fetch.policy import FetchPolicy, Finish, Follow, Retry
-from scraper.frontier import Admission, Frontier, MemoryFrontier
+from scraper.frontier import Admission, Frontier
 from scraper.parse import ParsedPage, is_html, media_type, parse_page
 from scraper.politeness import RobotsGate, RobotsRules, Verdict, agent_token, robots_url
 from scraper.records import Page, Request, Skipped, SkipReason
 from scraper.sinks import CrawlOutput
+from scraper.state import Crawl, open_crawl
 from scraper.stats import Stats
 from scraper.urls import (
     BadLine,
@@ -72,6 +74,7 @@ _log = logging.getLogger(__name__)
 
 _POLL = 0.2  # seconds a blocked stage waits before re-checking whether to stop
 PARSE_BACKLOG = 8  # pages in the parse pool per parser: enough that a parser never idles
+_SCOPE_HOSTS = "scope_hosts"  # saved with the frontier: hosts seeds redirected to
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,13 @@ class _Fetched:
     request: Request
     outcome: Response | FetchError
     attempted: bool = True  # False: decided without a request (robots.txt denied it)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """A stage thread hit an error the crawl cannot go on after (the state's disk is full)."""
+
+    error: Exception
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +109,7 @@ class _ParseJob:
     alone: bool = False  # parsed with nothing else in the pool: a crash is its own
 
 
-_Event = _Fetched | _Parsed
+_Event = _Fetched | _Parsed | _Failed
 
 
 def crawl(urls: Iterable[str], **options: Any) -> Generator[Page, None, None]:
@@ -175,9 +185,6 @@ class _Run:
             backoff_cap=config.backoff_cap,
             max_redirects=config.max_redirects,
         )
-        self.frontier: Frontier = MemoryFrontier(
-            per_host=config.per_host, delay=config.delay, max_pages=config.max_pages
-        )
         self.robots = None if config.ignore_robots else RobotsGate(config.user_agent)
         self.fetcher: Fetcher | None = None
         self.events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
@@ -187,15 +194,17 @@ class _Run:
         self.parse_waiting: deque[_ParseJob] = deque()
         self.parse_suspects: deque[_ParseJob] = deque()  # in the pool when a process died
         self.parsing = 0
-        self.skip_logged: set[str] = set()
+        self.frontier: Frontier
         self.output: CrawlOutput | None = None
+        self.resumed = False
 
     def pages(
         self, urls: Iterable[str], rejected: Iterable[BadLine]
     ) -> Generator[Page, None, None]:
-        fetcher = parser = dispatcher = None
+        crawl = fetcher = parser = dispatcher = None
         try:
-            self.output = CrawlOutput(self.config.output) if self.config.output else None
+            crawl = open_crawl(self.config, self.stats)
+            self.frontier, self.output, self.resumed = crawl.frontier, crawl.output, crawl.resumed
             yield from self._seed(urls, rejected)
             fetcher = self.fetcher = open_fetcher(
                 self.config.fetch, _limits(self.config), workers=self.config.workers
@@ -210,12 +219,15 @@ class _Run:
                     parser = self._feed_parser(parser)
                 self.stats.set_queued(self.frontier.pending())
         finally:
-            self._shut_down(fetcher, parser, dispatcher)
+            self._shut_down(crawl, fetcher, parser, dispatcher)
 
     # -- seeding -----------------------------------------------------------------------
 
     def _seed(self, urls: Iterable[str], rejected: Iterable[BadLine]) -> Iterator[Page]:
-        """Queue the listed URLs. One beyond --max-pages still gets its record, unfetched."""
+        """Queue the listed URLs. One beyond --max-pages still gets its record, unfetched.
+
+        A resumed crawl meets its seeds again: those already seen are simply not queued.
+        """
         for bad in rejected:
             self._skip(bad.text, SkipReason.INVALID, None, f"line {bad.line}: {bad.reason}")
         seeds = []
@@ -227,21 +239,28 @@ class _Run:
             except InvalidURL as error:
                 self._skip(raw, SkipReason.INVALID, None, str(error))
                 continue
+            seeds.append(url)
             admission = self.frontier.add(Request(url))
-            if admission is Admission.ADDED:
-                seeds.append(url)
-            elif admission is Admission.DUPLICATE:
+            if admission is Admission.DUPLICATE and not self.resumed:
                 self._skip(url, SkipReason.DUPLICATE, None, "listed more than once")
-            else:
+            elif admission is Admission.MAX_PAGES:
                 limit = f"--max-pages {self.config.max_pages} reached"
                 unsent = Request(url, attempt=0)
                 yield self._record(_page(unsent, FetchError(limit, ErrorKind.MAX_PAGES)))
-        self.scope = Scope.around(seeds, self.config.allow_domains)
+        scope = Scope.around(seeds, self.config.allow_domains)
+        saved = self.frontier.settings().get(_SCOPE_HOSTS, [])
+        self.scope = Scope(scope.hosts | frozenset(saved), scope.domains)
 
     # -- dispatching (its own thread) --------------------------------------------------
 
     def _dispatch(self) -> None:
         """Lease URLs and start fetches, never more than `workers` at once."""
+        try:
+            self._dispatch_until_stopped()
+        except Exception as error:  # the collector raises it in the iterating thread
+            self.events.put(_Failed(error))
+
+    def _dispatch_until_stopped(self) -> None:
         while not self.stopping.is_set():
             if not self.fetch_slots.acquire(timeout=_POLL):
                 continue
@@ -281,6 +300,8 @@ class _Run:
     # -- collecting (the iterating thread) ---------------------------------------------
 
     def _collect(self, event: _Event) -> Iterator[Page]:
+        if isinstance(event, _Failed):
+            raise event.error
         if isinstance(event, _Parsed):
             yield from self._parsed(event)
             return
@@ -308,7 +329,7 @@ class _Run:
         elif isinstance(decision, Follow):
             self._release_fetch_slot()
             if request.depth == 0:
-                self.scope = self.scope.widened(decision.target)
+                self._widen_scope(decision.target)
             self.frontier.reschedule(request.redirected(decision.target))
         else:
             yield from self._finished_fetch(request, decision.outcome)
@@ -324,6 +345,11 @@ class _Run:
         elif request.depth > 0 and outcome.kind is ErrorKind.ROBOTS:
             self.frontier.done(request)
             self._skip(request.origin, SkipReason.ROBOTS, request.parent)
+        elif outcome.kind is ErrorKind.PRIVATE_ADDRESS and not request.redirects:
+            self.frontier.done(request)
+            self._skip(request.origin, SkipReason.PRIVATE, request.parent, outcome.message)
+        elif outcome.kind is ErrorKind.PRIVATE_ADDRESS:
+            yield self._finish(request, FetchError(outcome.message, ErrorKind.REDIRECT_BLOCKED))
         else:
             yield self._finish(request, outcome)
 
@@ -343,6 +369,11 @@ class _Run:
 
     def _crosses_into_private(self, source: str, target: str) -> bool:
         return not self.config.allow_private and is_private(target) and not is_private(source)
+
+    def _widen_scope(self, target: str) -> None:
+        """A seed redirected: its target's host joins the scope, in this run and on resume."""
+        self.scope = self.scope.widened(target)
+        self.frontier.save_settings({_SCOPE_HOSTS: sorted(self.scope.hosts)})
 
     def _robots_answer(self, request: Request, outcome: Response | FetchError) -> None:
         """Learn a host's robots.txt (redirects followed) and release the URLs waiting on it."""
@@ -421,16 +452,20 @@ class _Run:
             return
         parsed, seconds = event.result
         self.stats.parse_finished(seconds)
-        self._follow_links(job.request, parsed, job.response.headers.get("x-robots-tag", ""))
+        self._follow_links(job.request, job.response, parsed)
         yield self._finish(job.request, job.response, job=job, parsed=parsed)
 
-    def _follow_links(self, request: Request, parsed: ParsedPage, robots_header: str) -> None:
+    def _follow_links(self, request: Request, response: Response, parsed: ParsedPage) -> None:
+        """Queue the page's links that the crawl follows; account for every other one."""
         depth = request.depth + 1
         agent = self.robots.agent if self.robots else agent_token(self.config.user_agent)
-        nofollow = any(_says_nofollow(text, agent) for text in (parsed.meta.robots, robots_header))
+        directives = (parsed.meta.robots, response.headers.get("x-robots-tag", ""))
+        nofollow = any(_says_nofollow(text, agent) for text in directives)
+        public_only = not self.config.allow_private and not _came_from_private(response)
         for href in parsed.unfetchable:
             reason = SkipReason.INVALID if has_fetchable_scheme(href) else SkipReason.SCHEME
             self._skip(href, reason, request.origin)
+        followed = []
         for link in parsed.links:
             if self.frontier.has_seen(link):
                 self.stats.skipped(SkipReason.DUPLICATE.value)
@@ -441,11 +476,12 @@ class _Run:
             elif self._crosses_into_private(request.url, link):
                 self._skip(link, SkipReason.PRIVATE, request.origin)
             else:
-                admission = self.frontier.add(Request(link, depth, request.origin))
-                if admission is Admission.DUPLICATE:
-                    self.stats.skipped(SkipReason.DUPLICATE.value)
-                elif admission is Admission.MAX_PAGES:
-                    self._skip(link, SkipReason.MAX_PAGES, request.origin)
+                followed.append(Request(link, depth, request.origin, public_only=public_only))
+        for queued, admission in zip(followed, self.frontier.add_many(followed), strict=True):
+            if admission is Admission.DUPLICATE:
+                self.stats.skipped(SkipReason.DUPLICATE.value)
+            elif admission is Admission.MAX_PAGES:
+                self._skip(queued.origin, SkipReason.MAX_PAGES, request.origin)
 
     def _finish(
         self,
@@ -470,9 +506,8 @@ class _Run:
         self, url: str, reason: SkipReason, parent: str | None, detail: str | None = None
     ) -> None:
         """Count a URL that will not be fetched and log it once in skipped.jsonl."""
-        if url in self.skip_logged:
+        if not self.frontier.first_skip(url):
             return
-        self.skip_logged.add(url)
         self.stats.skipped(reason.value)
         if self.output and self.config.skipped_log:
             self.output.skipped(Skipped(url, reason, parent, detail))
@@ -485,10 +520,15 @@ class _Run:
         return idle_parsers and self.frontier.is_exhausted()
 
     def _shut_down(
-        self, fetcher: Fetcher | None, parser: Executor | None, dispatcher: threading.Thread | None
+        self,
+        crawl: Crawl | None,
+        fetcher: Fetcher | None,
+        parser: Executor | None,
+        dispatcher: threading.Thread | None,
     ) -> None:
         self.stopping.set()
-        self.frontier.close()
+        if crawl is not None:
+            crawl.frontier.close()
         if dispatcher is not None:
             # A sequential fetch runs in the dispatcher and may take up to --timeout: do not
             # wait for it (the thread is a daemon; its answer goes nowhere).
@@ -497,8 +537,8 @@ class _Run:
             fetcher.close()
         if parser is not None:
             parser.shutdown(wait=True, cancel_futures=True)
-        if self.output:
-            self.output.close(self.stats.snapshot())
+        if crawl is not None and crawl.output is not None:
+            crawl.output.close(self.stats.snapshot())
 
 
 # -- values and pure helpers ---------------------------------------------------------------
@@ -594,6 +634,16 @@ def _is_good_html(response: Response) -> bool:
 
 def _elapsed(outcome: Response | FetchError) -> float:
     return outcome.elapsed if isinstance(outcome, Response) else 0.0
+
+
+def _came_from_private(response: Response) -> bool:
+    """The page was served from a non-public address: the one connected to when the
+    strategy reports it, else the address the URL itself names."""
+    if response.remote_address is None:
+        return is_private(response.url)
+    with suppress(ValueError):
+        return not ipaddress.ip_address(response.remote_address).is_global
+    return is_private(response.url)
 
 
 def _is_push_back(outcome: Response | FetchError) -> bool:

@@ -27,6 +27,10 @@ class Request:
     attempt: int = 1
     redirects: tuple[str, ...] = ()
     for_robots: bool = False  # a robots.txt fetch on behalf of the URLs of its host
+    # Connect only to global addresses: set for URLs found on a public host unless
+    # --allow-private, and checked by the fetcher against the address it actually
+    # connects to, so a public name that resolves to 10.0.0.1 is caught too.
+    public_only: bool = False
 
     def __post_init__(self) -> None:
         if not self.url:

@@ -366,15 +366,16 @@ def _drop_torn_tail(path: Path, chunk: int = 1 << 16) -> None:
 class CrawlOutput:
     """The output directory of one crawl: pages.jsonl, skipped.jsonl, files/, stats.json."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, append: bool = False) -> None:
+        """Open the directory's files; `append` continues a resumed crawl's JSONL files."""
         self.directory = directory
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise OutputError(f"cannot create the output directory {directory}: {error}") from error
         self._files = FileStore(directory / FILES_DIR)
-        self._pages = JsonlWriter(directory / PAGES_FILE)
-        self._skipped = JsonlWriter(directory / SKIPPED_FILE)
+        self._pages = JsonlWriter(directory / PAGES_FILE, append=append)
+        self._skipped = JsonlWriter(directory / SKIPPED_FILE, append=append)
 
     def save_body(self, url: str, body: bytes) -> str:
         """Save a response body; return its path relative to the output directory."""
@@ -386,8 +387,9 @@ class CrawlOutput:
     def skipped(self, skipped: Skipped) -> None:
         self._skipped.write(skipped.to_json())
 
-    def close(self, stats: StatsSnapshot) -> None:
-        """Close the JSONL files and write the final stats.json."""
+    def close(self, stats: StatsSnapshot | None) -> None:
+        """Close the JSONL files and write the final stats.json, when there are stats."""
         self._pages.close()
         self._skipped.close()
-        write_json_atomic(self.directory / STATS_FILE, stats.to_json())
+        if stats is not None:
+            write_json_atomic(self.directory / STATS_FILE, stats.to_json())

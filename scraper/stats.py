@@ -105,6 +105,18 @@ class Stats:
             if error_kind is not None:
                 self._errors[error_kind] += 1
 
+    def carry_page(self, record: Mapping[str, Any]) -> None:
+        """Count a record an earlier run of a resumed crawl wrote (a pages.jsonl entry), so
+        the figures describe the whole crawl, not only its last run."""
+        error = record.get("error")
+        self.page_finished(
+            ok=bool(record.get("ok")), error_kind=error.get("kind") if error else None
+        )
+        with self._lock:
+            self._bytes += int(record.get("bytes") or 0)
+            if record.get("status") is not None:
+                self._statuses[str(record["status"])] += 1
+
     def skipped(self, reason: str) -> None:
         with self._lock:
             self._skipped[reason] += 1

@@ -1,21 +1,46 @@
-"""MemoryFrontier: dedupe, budget, per-host slots, fairness, retries, end detection, threads."""
+"""Both frontier backends: dedupe, budget, per-host slots, fairness, retries, end detection,
+threads. Every test runs against MemoryFrontier and SQLiteFrontier; what only the durable
+backend promises (resume, bounded RAM) is in test_frontier_sqlite.py."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from scraper.frontier import Admission, MemoryFrontier
+from scraper.frontier import Admission, Frontier, MemoryFrontier, SQLiteFrontier
 from scraper.records import Request
 from scraper.urls import host_of
 
 # Generous: only reached when something is broken, never part of what is asserted.
 PATIENCE = 10.0
 
+FrontierFactory = Callable[..., Frontier]
 
-def lease_all(frontier: MemoryFrontier) -> list[Request]:
+
+@pytest.fixture(params=["memory", "sqlite"])
+def new_frontier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FrontierFactory]:
+    """Builds frontiers of one backend, and closes them after the test."""
+    opened: list[Frontier] = []
+
+    def build(**options: Any) -> Frontier:
+        if request.param == "memory":
+            frontier: Frontier = MemoryFrontier(**options)
+        else:
+            frontier = SQLiteFrontier(tmp_path / f"state-{len(opened)}.sqlite", **options)
+        opened.append(frontier)
+        return frontier
+
+    yield build
+    for frontier in opened:
+        frontier.close()
+
+
+def lease_all(frontier: Frontier) -> list[Request]:
     """Every request that can be leased right now, without waiting."""
     leased = []
     while (request := frontier.next_request(timeout=0)) is not None:
@@ -23,13 +48,13 @@ def lease_all(frontier: MemoryFrontier) -> list[Request]:
     return leased
 
 
-def finish(frontier: MemoryFrontier, request: Request) -> None:
+def finish(frontier: Frontier, request: Request) -> None:
     frontier.fetched(request)
     frontier.done(request)
 
 
-def test_add_then_lease() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_add_then_lease(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     request = Request("http://example.com/", depth=1, parent="http://seed.org/")
     assert frontier.add(request) is Admission.ADDED
     assert frontier.pending() == 1
@@ -37,8 +62,8 @@ def test_add_then_lease() -> None:
     assert frontier.pending() == 0
 
 
-def test_duplicates_are_detected_by_origin() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_duplicates_are_detected_by_origin(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     assert frontier.add(Request("http://example.com/a")) is Admission.ADDED
     assert frontier.add(Request("http://example.com/a", depth=3)) is Admission.DUPLICATE
     assert frontier.add(Request("http://example.com/b")) is Admission.ADDED
@@ -49,16 +74,16 @@ def test_duplicates_are_detected_by_origin() -> None:
     ]
 
 
-def test_a_finished_url_stays_a_duplicate() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_a_finished_url_stays_a_duplicate(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     frontier.add(Request("http://example.com/a"))
     finish(frontier, lease_all(frontier)[0])
     assert frontier.add(Request("http://example.com/a")) is Admission.DUPLICATE
     assert frontier.is_exhausted()
 
 
-def test_max_pages_caps_admissions() -> None:
-    frontier = MemoryFrontier(per_host=4, max_pages=2)
+def test_max_pages_caps_admissions(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4, max_pages=2)
     assert frontier.add(Request("http://a.example/1")) is Admission.ADDED
     assert frontier.add(Request("http://a.example/2")) is Admission.ADDED
     assert frontier.add(Request("http://a.example/3")) is Admission.MAX_PAGES
@@ -66,14 +91,14 @@ def test_max_pages_caps_admissions() -> None:
     assert frontier.pending() == 2
 
 
-def test_next_request_returns_none_after_timeout_when_empty() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_next_request_returns_none_after_timeout_when_empty(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     assert frontier.next_request(timeout=0) is None
     assert frontier.next_request(timeout=0.05) is None
 
 
-def test_per_host_limit_until_fetched() -> None:
-    frontier = MemoryFrontier(per_host=2)
+def test_per_host_limit_until_fetched(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=2)
     for n in range(5):
         frontier.add(Request(f"http://example.com/{n}"))
 
@@ -91,8 +116,8 @@ def test_per_host_limit_until_fetched() -> None:
     assert [r.origin for r in (*first, third)] == [f"http://example.com/{n}" for n in range(3)]
 
 
-def test_per_host_limit_does_not_block_other_hosts() -> None:
-    frontier = MemoryFrontier(per_host=1)
+def test_per_host_limit_does_not_block_other_hosts(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=1)
     frontier.add(Request("http://busy.example/1"))
     frontier.add(Request("http://busy.example/2"))
     frontier.add(Request("http://free.example/1"))
@@ -100,15 +125,15 @@ def test_per_host_limit_does_not_block_other_hosts() -> None:
     assert sorted(r.origin for r in leased) == ["http://busy.example/1", "http://free.example/1"]
 
 
-def test_ports_are_separate_hosts_for_slots() -> None:
-    frontier = MemoryFrontier(per_host=1)
+def test_ports_are_separate_hosts_for_slots(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=1)
     frontier.add(Request("http://127.0.0.1:8001/a"))
     frontier.add(Request("http://127.0.0.1:8002/a"))
     assert len(lease_all(frontier)) == 2
 
 
-def test_fetched_wakes_a_waiter_for_the_freed_host() -> None:
-    frontier = MemoryFrontier(per_host=1)
+def test_fetched_wakes_a_waiter_for_the_freed_host(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=1)
     frontier.add(Request("http://example.com/1"))
     frontier.add(Request("http://example.com/2"))
     first = frontier.next_request(timeout=0)
@@ -122,8 +147,8 @@ def test_fetched_wakes_a_waiter_for_the_freed_host() -> None:
     assert got == [Request("http://example.com/2")]
 
 
-def test_round_robin_does_not_starve_a_small_host() -> None:
-    frontier = MemoryFrontier(per_host=1000)
+def test_round_robin_does_not_starve_a_small_host(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=1000)
     for n in range(100):
         frontier.add(Request(f"http://big.example/{n}"))
     frontier.add(Request("http://small.example/only"))
@@ -138,8 +163,8 @@ def test_round_robin_does_not_starve_a_small_host() -> None:
     assert all(host_of(r.url) == "big.example" for r in rest)
 
 
-def test_round_robin_alternates_between_hosts() -> None:
-    frontier = MemoryFrontier(per_host=1000)
+def test_round_robin_alternates_between_hosts(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=1000)
     for n in range(3):
         frontier.add(Request(f"http://a.example/{n}"))
         frontier.add(Request(f"http://b.example/{n}"))
@@ -149,8 +174,8 @@ def test_round_robin_alternates_between_hosts() -> None:
     assert hosts[3:] == ["a.example", "b.example", "a.example", "b.example"]
 
 
-def test_reschedule_without_delay_requeues_at_once() -> None:
-    frontier = MemoryFrontier(per_host=1)
+def test_reschedule_without_delay_requeues_at_once(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=1)
     frontier.add(Request("http://example.com/"))
     request = frontier.next_request(timeout=0)
     assert request is not None
@@ -160,7 +185,7 @@ def test_reschedule_without_delay_requeues_at_once() -> None:
     assert again == Request("http://example.com/", attempt=2)
 
 
-def retry_later(frontier: MemoryFrontier, url: str, *, delay: float) -> None:
+def retry_later(frontier: Frontier, url: str, *, delay: float) -> None:
     """Add `url`, lease it, and send it back for a second attempt after `delay` seconds."""
     frontier.add(Request(url))
     request = frontier.next_request(timeout=0)
@@ -169,8 +194,8 @@ def retry_later(frontier: MemoryFrontier, url: str, *, delay: float) -> None:
     frontier.reschedule(request.retried(), delay=delay)
 
 
-def test_reschedule_with_delay_is_not_handed_out_before_due() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_reschedule_with_delay_is_not_handed_out_before_due(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     retry_later(frontier, "http://example.com/", delay=0.2)
 
     assert frontier.next_request(timeout=0) is None
@@ -183,8 +208,8 @@ def test_reschedule_with_delay_is_not_handed_out_before_due() -> None:
     assert frontier.pending() == 0
 
 
-def test_delayed_retry_does_not_hold_up_other_urls() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_delayed_retry_does_not_hold_up_other_urls(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     retry_later(frontier, "http://example.com/retry", delay=60)
     frontier.add(Request("http://example.com/fresh"))
     fresh = frontier.next_request(timeout=0)
@@ -192,8 +217,8 @@ def test_delayed_retry_does_not_hold_up_other_urls() -> None:
     assert fresh.origin == "http://example.com/fresh"
 
 
-def test_reschedule_of_a_redirect_queues_the_new_url() -> None:
-    frontier = MemoryFrontier(per_host=1)
+def test_reschedule_of_a_redirect_queues_the_new_url(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=1)
     frontier.add(Request("http://old.example/"))
     request = frontier.next_request(timeout=0)
     assert request is not None
@@ -206,8 +231,8 @@ def test_reschedule_of_a_redirect_queues_the_new_url() -> None:
     assert hop.redirects == ("http://old.example/",)
 
 
-def test_per_host_delay_spaces_out_starts() -> None:
-    frontier = MemoryFrontier(per_host=4, delay=0.2)
+def test_per_host_delay_spaces_out_starts(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4, delay=0.2)
     frontier.add(Request("http://example.com/1"))
     frontier.add(Request("http://example.com/2"))
     first = frontier.next_request(timeout=0)
@@ -218,8 +243,8 @@ def test_per_host_delay_spaces_out_starts() -> None:
     assert second.origin == "http://example.com/2"
 
 
-def test_is_exhausted_only_after_every_lease_is_done() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_is_exhausted_only_after_every_lease_is_done(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     assert frontier.is_exhausted()
     frontier.add(Request("http://example.com/1"))
     frontier.add(Request("http://example.com/2"))
@@ -237,8 +262,8 @@ def test_is_exhausted_only_after_every_lease_is_done() -> None:
     assert frontier.is_exhausted()
 
 
-def test_not_exhausted_while_a_retry_waits() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_not_exhausted_while_a_retry_waits(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     frontier.add(Request("http://example.com/"))
     request = frontier.next_request(timeout=0)
     assert request is not None
@@ -248,8 +273,8 @@ def test_not_exhausted_while_a_retry_waits() -> None:
     assert frontier.pending() == 1
 
 
-def test_close_wakes_a_blocked_consumer() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_close_wakes_a_blocked_consumer(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     got: list[Request | None] = [Request("http://sentinel.example/")]
     started = threading.Event()
 
@@ -266,15 +291,15 @@ def test_close_wakes_a_blocked_consumer() -> None:
     assert got == [None]
 
 
-def test_next_request_after_close_returns_none() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_next_request_after_close_returns_none(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     frontier.add(Request("http://example.com/"))
     frontier.close()
     assert frontier.next_request(timeout=0) is None
 
 
-def test_add_wakes_a_blocked_consumer() -> None:
-    frontier = MemoryFrontier(per_host=4)
+def test_add_wakes_a_blocked_consumer(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
     got: list[Request | None] = []
     consumer = threading.Thread(target=lambda: got.append(frontier.next_request(PATIENCE)))
     consumer.start()
@@ -285,9 +310,11 @@ def test_add_wakes_a_blocked_consumer() -> None:
 
 
 @pytest.mark.parametrize("per_host", [1, 3])
-def test_concurrent_producers_and_consumers_lose_and_duplicate_nothing(per_host: int) -> None:
+def test_concurrent_producers_and_consumers_lose_and_duplicate_nothing(
+    new_frontier: FrontierFactory, per_host: int
+) -> None:
     producers, consumers, per_producer, hosts = 4, 6, 300, 7
-    frontier = MemoryFrontier(per_host=per_host)
+    frontier = new_frontier(per_host=per_host)
     # Each producer adds every URL of its own range and, to exercise dedupe, half of the
     # next producer's range too.
     expected = {f"http://h{n % hosts}.example/{n}" for n in range(producers * per_producer)}

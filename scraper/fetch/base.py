@@ -37,6 +37,7 @@ class Response:
     headers: dict[str, str]
     body: bytes
     elapsed: float
+    remote_address: str | None = None  # the IP connected to, when the strategy knows it
 
 
 class Fetcher(Protocol):

@@ -10,12 +10,16 @@ A leased URL holds one of its host's politeness slots until `fetched` (the attem
 over, though the page may still be parsing); its lease lasts until `done` (its record is
 written) or `reschedule`. The crawl is over when `is_exhausted()`: nothing queued,
 nothing waiting, nothing leased.
+
+Backends: `MemoryFrontier` (RAM) and `SQLiteFrontier` (durable, resumable); both take
+their scheduling from `ScheduledFrontier`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from scraper.records import Request
 
@@ -35,8 +39,25 @@ class Frontier(Protocol):
         """Queue a URL not seen before, unless the page budget is spent."""
         ...
 
+    def add_many(self, requests: Iterable[Request]) -> list[Admission]:
+        """`add` for the links of one page; durable when it returns, so a page's record is
+        never on disk before the links it led to."""
+        ...
+
     def has_seen(self, url: str) -> bool:
         """True when `url` was added before (a link to it needs no decision)."""
+        ...
+
+    def first_skip(self, url: str) -> bool:
+        """True the first time `url` is reported skipped (skipped.jsonl lists it once)."""
+        ...
+
+    def settings(self) -> dict[str, Any]:
+        """Crawl-wide values saved with the frontier (what a resumed run must match)."""
+        ...
+
+    def save_settings(self, settings: dict[str, Any]) -> None:
+        """Save (or replace) the named values; JSON-able values only."""
         ...
 
     def set_delay(self, host: str, seconds: float) -> None:

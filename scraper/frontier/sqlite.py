@@ -1,0 +1,262 @@
+"""The durable frontier: the crawl's state in one SQLite file, so a killed crawl resumes.
+
+Each URL the crawl admits is one row that moves PENDING → LEASED → DONE:
+
+    add ──► PENDING ──next_request──► LEASED ──done (its record is written)──► DONE
+               ▲                         │
+               └──── a new run ◄─────────┘   leases of a dead run are given back
+
+The seen-set is the table itself (a unique index on the URL), so RAM holds only a batch
+of queued URLs per host. Writes are grouped into transactions: the links of one page are
+committed together before that page's record is written (`add_many`), and the state
+changes of leases are committed at most every `COMMIT_EVERY` seconds. A crash can then
+lose only state changes that the records on disk already prove (see `settle`).
+
+WAL mode lets the commit be a sequential append, and `synchronous=NORMAL` skips the fsync
+per commit: a killed process loses nothing committed; a power cut may lose the last
+commits, which `settle` and re-fetching repair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from scraper.errors import OutputError
+from scraper.frontier.base import Admission
+from scraper.frontier.scheduled import ScheduledFrontier
+from scraper.records import Request
+from scraper.urls import host_of
+
+BATCH = 64  # queued URLs per host held in RAM; the rest stay on disk
+COMMIT_EVERY = 0.5  # seconds between commits of lease state changes
+
+PENDING, LEASED, DONE = 0, 1, 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hosts (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS urls (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    host INTEGER NOT NULL REFERENCES hosts (id),
+    state INTEGER NOT NULL,
+    depth INTEGER NOT NULL,
+    parent INTEGER REFERENCES urls (id),
+    public_only INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_by_host ON urls (host, id) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS skipped (url TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+_LOAD = """
+SELECT u.id, u.url, u.depth, u.public_only, p.url FROM urls AS u
+LEFT JOIN urls AS p ON p.id = u.parent
+WHERE u.host = ? AND u.state = 0 AND u.id > ? ORDER BY u.id LIMIT ?
+"""
+
+
+class SQLiteFrontier(ScheduledFrontier):
+    """A Frontier whose state survives the process: open the same file to resume.
+
+    Opening gives back the leases a dead run left (LEASED → PENDING). Raises OutputError
+    when the file cannot be opened or written, including when the disk is full.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        per_host: int,
+        delay: float = 0.0,
+        max_pages: int | None = None,
+    ) -> None:
+        super().__init__(per_host=per_host, delay=delay)
+        self.path = path
+        self._max_pages = max_pages
+        self._host_ids: dict[str, int] = {}
+        self._cursor: dict[str, int] = {}  # per host: the last stored row loaded into RAM
+        self._parent_id: tuple[str, int | None] = ("", None)  # cache: a page's links share it
+        self._last_commit = time.monotonic()
+        with self._storage():
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute("UPDATE urls SET state = ? WHERE state = ?", (PENDING, LEASED))
+            self._host_ids = dict(self._db.execute("SELECT name, id FROM hosts"))
+            self._load_counts()
+
+    # -- beyond the Frontier interface: resuming --------------------------------------------
+
+    def settle(self, recorded: Iterable[str], skipped: Iterable[str] = ()) -> None:
+        """Mark `recorded` URLs DONE and `skipped` ones as logged: the files say so.
+
+        A run killed after writing a record but before committing its DONE left the URL
+        LEASED (now PENDING); the record is the proof. Call before the crawl starts.
+        """
+        with self._changed, self._storage():
+            self._begin()
+            for url in recorded:
+                self._db.execute(
+                    "INSERT INTO urls (url, host, state, depth, public_only) VALUES (?, ?, ?, 0, 0)"
+                    " ON CONFLICT (url) DO UPDATE SET state = excluded.state",
+                    (url, self._host_id(host_of(url)), DONE),
+                )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO skipped (url) VALUES (?)", ((url,) for url in skipped)
+            )
+            self._db.execute("COMMIT")
+            self._load_counts()
+
+    def settings(self) -> dict[str, Any]:
+        """The settings saved by `save_settings` (empty for a new state)."""
+        with self._changed, self._storage():
+            rows = self._db.execute("SELECT name, value FROM settings")
+            return {name: json.loads(value) for name, value in rows}
+
+    def save_settings(self, settings: dict[str, Any]) -> None:
+        with self._changed, self._storage():
+            self._begin()
+            self._db.executemany(
+                "INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)",
+                [(name, json.dumps(value)) for name, value in settings.items()],
+            )
+            self._db.execute("COMMIT")
+
+    # -- storage hooks (called with the lock held) ------------------------------------------
+
+    def _store_add(self, request: Request) -> Admission:
+        if self._store_has_seen(request.origin):
+            return Admission.DUPLICATE
+        if self._max_pages is not None and self._admitted >= self._max_pages:
+            return Admission.MAX_PAGES
+        host = host_of(request.origin)
+        with self._storage():
+            self._begin()
+            row = self._db.execute(
+                "INSERT INTO urls (url, host, state, depth, parent, public_only)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    request.origin,
+                    self._host_id(host),
+                    PENDING,
+                    request.depth,
+                    self._id_of_parent(request.parent),
+                    request.public_only,
+                ),
+            ).lastrowid
+        self._admitted += 1
+        if not self._stored[host] and self._buffered(host) < BATCH:
+            self._enqueue(request)
+            self._cursor[host] = row or 0
+        else:
+            self._enqueue_stored(host)
+        self._commit_if_due()
+        return Admission.ADDED
+
+    def _store_has_seen(self, url: str) -> bool:
+        with self._storage():
+            return (
+                self._db.execute("SELECT 1 FROM urls WHERE url = ?", (url,)).fetchone() is not None
+            )
+
+    def _store_first_skip(self, url: str) -> bool:
+        with self._storage():
+            self._begin()
+            added = self._db.execute("INSERT OR IGNORE INTO skipped (url) VALUES (?)", (url,))
+            self._commit_if_due()
+            return added.rowcount == 1
+
+    def _store_load(self, host: str) -> list[Request]:
+        with self._storage():
+            rows = self._db.execute(
+                _LOAD, (self._host_id(host), self._cursor.get(host, 0), BATCH)
+            ).fetchall()
+        if rows:
+            self._cursor[host] = rows[-1][0]
+        return [
+            Request(url, depth, parent, public_only=bool(public_only))
+            for _, url, depth, public_only, parent in rows
+        ]
+
+    def _store_leased(self, request: Request) -> None:
+        self._set_state(request, LEASED)
+
+    def _store_done(self, request: Request) -> None:
+        self._set_state(request, DONE)
+
+    def _store_commit(self) -> None:
+        with self._storage():
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+            self._last_commit = time.monotonic()
+
+    def _store_close(self) -> None:
+        try:
+            self._store_commit()
+        finally:
+            self._db.close()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _set_state(self, request: Request, state: int) -> None:
+        with self._storage():
+            self._begin()
+            self._db.execute("UPDATE urls SET state = ? WHERE url = ?", (state, request.origin))
+        self._commit_if_due()
+
+    def _begin(self) -> None:
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN")
+
+    def _commit_if_due(self) -> None:
+        if time.monotonic() - self._last_commit >= COMMIT_EVERY:
+            self._store_commit()
+
+    def _host_id(self, host: str) -> int:
+        known = self._host_ids.get(host)
+        if known is None:
+            self._begin()
+            self._db.execute("INSERT INTO hosts (name) VALUES (?)", (host,))
+            known = self._host_ids[host] = self._db.execute(
+                "SELECT id FROM hosts WHERE name = ?", (host,)
+            ).fetchone()[0]
+        return known
+
+    def _id_of_parent(self, parent: str | None) -> int | None:
+        if parent is None:
+            return None
+        if self._parent_id[0] != parent:
+            row = self._db.execute("SELECT id FROM urls WHERE url = ?", (parent,)).fetchone()
+            self._parent_id = (parent, row[0] if row else None)
+        return self._parent_id[1]
+
+    def _load_counts(self) -> None:
+        """Count the PENDING rows per host: they are queued, in storage."""
+        self._admitted = self._db.execute("SELECT count(*) FROM urls").fetchone()[0]
+        self._queues.clear()
+        self._stored.clear()
+        self._turns.clear()
+        self._cursor.clear()
+        self._queued = 0
+        pending = self._db.execute(
+            "SELECT h.name, count(*) FROM urls AS u JOIN hosts AS h ON h.id = u.host"
+            " WHERE u.state = ? GROUP BY u.host ORDER BY min(u.id)",
+            (PENDING,),
+        )
+        for host, count in pending:
+            self._enqueue_stored(host, count)
+
+    @contextlib.contextmanager
+    def _storage(self) -> Iterator[None]:
+        """Turn SQLite's errors (disk full, read-only, corrupt) into an OutputError."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise OutputError(f"cannot use the crawl state {self.path}: {error}") from error

@@ -1,0 +1,151 @@
+"""Where a crawl's state lives between runs: a fresh start, an overwrite, or a resume.
+
+An output directory that holds a crawl is never silently replaced: a new run refuses it
+unless told `overwrite` (start over) or `resume` (continue). Resuming trusts the records
+on disk over the frontier's state: a URL with a record in pages.jsonl is DONE, whatever
+the frontier says, and its counts are carried into the new run's stats.
+
+    open_crawl(config, stats)
+        ├── guard: is there a crawl here already?          (OutputError → exit 2)
+        ├── CrawlOutput: pages.jsonl / skipped.jsonl (appended on resume, torn line dropped)
+        ├── frontier: SQLiteFrontier(state) or MemoryFrontier
+        └── resume: settings must match; records settle the frontier and the stats
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scraper.config import Config
+from scraper.errors import ConfigError, OutputError
+from scraper.frontier import Frontier, MemoryFrontier, SQLiteFrontier
+from scraper.sinks import PAGES_FILE, SKIPPED_FILE, CrawlOutput
+from scraper.stats import Stats
+
+STATE_FILE = "state.sqlite"
+_SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+# The settings that give a crawl its meaning: resuming with others would mix two crawls.
+_BINDING_SETTINGS = ("depth", "max_pages", "allow_domains", "ignore_robots", "allow_private")
+
+
+@dataclass
+class Crawl:
+    """The frontier and output of one run, opened together so they agree."""
+
+    frontier: Frontier
+    output: CrawlOutput | None
+    resumed: bool
+
+
+def open_crawl(config: Config, stats: Stats) -> Crawl:
+    """Open the frontier and the output directory as `config` asks; see the module doc."""
+    if config.output is not None:
+        _guard_previous_crawl(config)
+    output = CrawlOutput(config.output, append=config.resume) if config.output else None
+    try:
+        frontier = _open_frontier(config)
+    except BaseException:
+        if output is not None:
+            output.close(None)
+        raise
+    if config.resume:
+        _resume(config, frontier, stats)
+    else:
+        frontier.save_settings(_binding_settings(config))
+    return Crawl(frontier, output, resumed=config.resume)
+
+
+def _open_frontier(config: Config) -> Frontier:
+    options: dict[str, Any] = {
+        "per_host": config.per_host,
+        "delay": config.delay,
+        "max_pages": config.max_pages,
+    }
+    if config.state is None:
+        return MemoryFrontier(**options)
+    return SQLiteFrontier(config.state, **options)
+
+
+def _guard_previous_crawl(config: Config) -> None:
+    assert config.output is not None
+    found = [path for path in _crawl_files(config) if _holds_data(path)]
+    if config.resume:
+        if config.state is None or not config.state.exists():
+            raise OutputError(f"nothing to resume in {config.output}: no {STATE_FILE} there")
+    elif found and not config.overwrite:
+        names = ", ".join(path.name for path in found)
+        raise OutputError(
+            f"{config.output} already holds a crawl ({names}): use --resume to continue "
+            "it or --overwrite to start over"
+        )
+    elif found:
+        _remove_state(config.state)
+
+
+def _crawl_files(config: Config) -> list[Path]:
+    assert config.output is not None
+    files = [config.output / PAGES_FILE, config.output / SKIPPED_FILE]
+    return files + ([config.state] if config.state is not None else [])
+
+
+def _holds_data(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _remove_state(state: Path | None) -> None:
+    """Delete a previous state file (the JSONL files are truncated when opened)."""
+    if state is None:
+        return
+    for suffix in _SQLITE_COMPANIONS:
+        with contextlib.suppress(FileNotFoundError):
+            state.with_name(state.name + suffix).unlink()
+
+
+def _binding_settings(config: Config) -> dict[str, Any]:
+    return {
+        "depth": config.depth,
+        "max_pages": config.max_pages,
+        "allow_domains": sorted(config.allow_domains),
+        "ignore_robots": config.ignore_robots,
+        "allow_private": config.allow_private,
+    }
+
+
+def _resume(config: Config, frontier: Frontier, stats: Stats) -> None:
+    saved = frontier.settings()
+    wanted = _binding_settings(config)
+    changed = [name for name in _BINDING_SETTINGS if name in saved and saved[name] != wanted[name]]
+    if changed:
+        differences = "; ".join(f"{n} was {saved[n]!r}, now {wanted[n]!r}" for n in changed)
+        raise ConfigError(
+            f"cannot resume with different settings ({differences}): resume with the same "
+            "options, or use --overwrite to start a new crawl"
+        )
+    assert config.output is not None and isinstance(frontier, SQLiteFrontier)
+    pages = config.output / PAGES_FILE
+    skipped = config.output / SKIPPED_FILE
+    frontier.settle(
+        _urls_counted(pages, stats.carry_page),
+        _urls_counted(skipped, lambda entry: stats.skipped(str(entry.get("reason")))),
+    )
+
+
+def _urls_counted(path: Path, count: Callable[[dict[str, Any]], None]) -> Iterator[str]:
+    """The `url` of each line of a JSONL file, after passing the entry to `count`."""
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as lines:
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:  # only the torn last line can be bad, and it was dropped
+                continue
+            count(entry)
+            yield str(entry["url"])
