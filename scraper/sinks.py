@@ -200,6 +200,9 @@ def _portable(name: str) -> str:
 _CLASH_ERRORS = (FileExistsError, NotADirectoryError, IsADirectoryError)
 
 
+_TEMP_PREFIX, _TEMP_SUFFIX = "_tmp-", ".part"
+
+
 class FileStore:
     """Saves response bodies under `root` (the output directory's `files/`).
 
@@ -213,6 +216,19 @@ class FileStore:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise OutputError(f"cannot create {root}: {error.strerror}") from error
+
+    def remove_partials(self) -> int:
+        """Delete temporary files a killed run left half-written; return how many.
+
+        They never look finished (reserved `_tmp-*.part` names), but a resumed crawl
+        should not carry them forever.
+        """
+        removed = 0
+        for partial in self._root.rglob(f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+                removed += 1
+        return removed
 
     def save(self, url: str, body: bytes) -> PurePosixPath:
         """Write `body` for the canonical `url` atomically; return its path from the output dir.
@@ -278,7 +294,7 @@ def _write_atomic(directory: Path, name: str, data: bytes) -> None:
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISREG(target.lstat().st_mode):
             raise IsADirectoryError(errno.EISDIR, "not a regular file", str(target))
-    temporary = directory / f"_tmp-{secrets.token_hex(8)}.part"
+    temporary = directory / f"{_TEMP_PREFIX}{secrets.token_hex(8)}{_TEMP_SUFFIX}"
     try:
         with temporary.open("xb") as file:
             file.write(data)
@@ -374,6 +390,8 @@ class CrawlOutput:
         except OSError as error:
             raise OutputError(f"cannot create the output directory {directory}: {error}") from error
         self._files = FileStore(directory / FILES_DIR)
+        if append:
+            self._files.remove_partials()
         self._pages = JsonlWriter(directory / PAGES_FILE, append=append)
         self._skipped = JsonlWriter(directory / SKIPPED_FILE, append=append)
 

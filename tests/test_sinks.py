@@ -519,3 +519,14 @@ def test_write_json_atomic_keeps_the_old_file_on_bad_input(tmp_path: Path) -> No
 def test_write_json_atomic_missing_folder_is_an_output_error(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="cannot write"):
         write_json_atomic(tmp_path / "missing" / "stats.json", {})
+
+
+def test_a_resumed_output_removes_what_a_killed_run_left_half_written(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "files")
+    saved = store.save("http://example.com/a/page", b"complete")
+    folder = tmp_path / "files" / "http" / "example.com" / "a"
+    (folder / "_tmp-0123456789abcdef.part").write_bytes(b"half")
+    (folder / "keep.part").write_bytes(b"a real file that only looks similar")
+    assert store.remove_partials() == 1
+    assert sorted(path.name for path in folder.iterdir()) == ["keep.part", "page"]
+    assert (tmp_path / saved).read_bytes() == b"complete"
