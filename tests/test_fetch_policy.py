@@ -123,7 +123,12 @@ def test_retry_after_http_date_is_honoured() -> None:
 def test_retry_after_over_the_cap_finishes() -> None:
     outcome = response(503, {"retry-after": str(int(RETRY_AFTER_CAP) + 1)})
     assert RETRY_AFTER_CAP == 600
-    assert POLICY.decide(Request(URL), outcome) == Finish(outcome)
+    decision = POLICY.decide(Request(URL), outcome)
+    assert isinstance(decision, Finish)
+    assert isinstance(decision.outcome, Response)
+    assert decision.outcome.status == 503
+    assert decision.outcome.body == outcome.body
+    assert "Retry-After 601 s exceeds the 600 s cap" in decision.outcome.reason
 
 
 def test_retry_after_at_the_cap_still_retries() -> None:

@@ -11,6 +11,7 @@ from many workers spread out), honour Retry-After, and are counted per URL.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import random
 import time
@@ -61,6 +62,7 @@ class FetchPolicy:
             wait = retry_after(outcome.headers.get("retry-after"))
             if wait is None or wait <= RETRY_AFTER_CAP:
                 return Retry(max(wait or 0.0, self.backoff_delay(request.attempt)))
+            return Finish(_beyond_cap(outcome, wait))
         return Finish(outcome)
 
     def backoff_delay(self, attempt: int) -> float:
@@ -84,6 +86,13 @@ class FetchPolicy:
             message = f"more than {self.max_redirects} redirects"
             return Finish(ResponseError(message, ErrorKind.TOO_MANY_REDIRECTS))
         return Follow(target)
+
+
+def _beyond_cap(response: Response, wait: float) -> Response:
+    """The answer, its reason saying why it was not retried: the record's error message is
+    built from it, and "429 Too Many Requests" alone would hide that we chose to stop."""
+    reason = f"{response.reason} (Retry-After {wait:.0f} s exceeds the {RETRY_AFTER_CAP:.0f} s cap)"
+    return dataclasses.replace(response, reason=reason.strip())
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
