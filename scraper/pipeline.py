@@ -40,7 +40,6 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from scraper.config import Config, Extractor
@@ -55,7 +54,8 @@ from scraper.errors import (
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher
 from scraper.fetch.policy import FetchPolicy, Finish, Follow, Retry
 from scraper.frontier import Admission, Frontier
-from scraper.parse import ParsedPage, is_html, media_type, parse_page
+from scraper.outcome import is_ok, page_for
+from scraper.parse import ParsedPage, is_html, parse_page
 from scraper.politeness import RobotsGate, RobotsRules, Verdict, agent_token, robots_url
 from scraper.records import Page, Request, Skipped, SkipReason
 from scraper.sinks import CrawlOutput
@@ -246,7 +246,7 @@ class _Run:
             elif admission is Admission.MAX_PAGES:
                 limit = f"--max-pages {self.config.max_pages} reached"
                 unsent = Request(url, attempt=0)
-                yield self._record(_page(unsent, FetchError(limit, ErrorKind.MAX_PAGES)))
+                yield self._record(page_for(unsent, FetchError(limit, ErrorKind.MAX_PAGES)))
         scope = Scope.around(seeds, self.config.allow_domains)
         saved = self.frontier.settings().get(_SCOPE_HOSTS, [])
         self.scope = Scope(scope.hosts | frozenset(saved), scope.domains)
@@ -402,7 +402,7 @@ class _Run:
     def _save(self, request: Request, response: Response) -> _ParseJob:
         digest = hashlib.sha256(response.body).hexdigest()
         saved = None
-        if self.output and self.config.save_files and _is_ok(response):
+        if self.output and self.config.save_files and is_ok(response):
             saved = self.output.save_body(request.origin, response.body)
         return _ParseJob(request, response, saved, digest)
 
@@ -492,7 +492,10 @@ class _Run:
         parsed: ParsedPage | None = None,
         failure: ParseError | None = None,
     ) -> Page:
-        page = self._record(_page(request, outcome, job, parsed, failure))
+        saved, sha256 = (job.saved, job.sha256) if job else (None, None)
+        page = self._record(
+            page_for(request, outcome, saved=saved, sha256=sha256, parsed=parsed, failure=failure)
+        )
         self.frontier.done(request)
         return page
 
@@ -624,12 +627,8 @@ class _InlineExecutor(Executor):
         return future
 
 
-def _is_ok(response: Response) -> bool:
-    return 200 <= response.status < 300
-
-
 def _is_good_html(response: Response) -> bool:
-    return _is_ok(response) and is_html(response.headers.get("content-type"))
+    return is_ok(response) and is_html(response.headers.get("content-type"))
 
 
 def _elapsed(outcome: Response | FetchError) -> float:
@@ -667,69 +666,3 @@ def _says_nofollow(directives: str | None, agent: str) -> bool:
         if (rule if named else name).strip() in ("nofollow", "none"):
             return True
     return False
-
-
-def _page(
-    request: Request,
-    outcome: Response | FetchError,
-    job: _ParseJob | None = None,
-    parsed: ParsedPage | None = None,
-    failure: ParseError | None = None,
-) -> Page:
-    """The record for a finished URL."""
-    base: dict[str, Any] = {
-        "url": request.origin,
-        "depth": request.depth,
-        "parent": request.parent,
-        "fetched_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "attempts": request.attempt,
-        "redirects": request.redirects,
-    }
-    if isinstance(outcome, FetchError):
-        return Page(
-            final_url=request.url if request.redirects else None,
-            status=None,
-            ok=False,
-            error=_error(outcome.kind, outcome.message),
-            content_type=None,
-            bytes=0,
-            sha256=None,
-            path=None,
-            elapsed_ms=0,
-            **base,
-        )
-    error = None
-    if failure is not None:
-        error = _error(ErrorKind.PARSE, str(failure))
-    elif not _is_ok(outcome):
-        error = _error(ErrorKind.HTTP, f"{outcome.status} {outcome.reason}".strip())
-    page = Page(
-        final_url=outcome.url,
-        status=outcome.status,
-        ok=error is None,
-        error=error,
-        content_type=media_type(outcome.headers.get("content-type")),
-        bytes=len(outcome.body),
-        sha256=job.sha256 if job else hashlib.sha256(outcome.body).hexdigest(),
-        path=job.saved if job else None,
-        elapsed_ms=round(outcome.elapsed * 1000),
-        **base,
-    )
-    if parsed is None:
-        return page
-    return _with_parsed(page, parsed)
-
-
-def _with_parsed(page: Page, parsed: ParsedPage) -> Page:
-    return dataclasses.replace(
-        page,
-        title=parsed.title,
-        links=parsed.links,
-        text_chars=parsed.text_chars,
-        meta=dataclasses.asdict(parsed.meta),
-        data=parsed.data,
-    )
-
-
-def _error(kind: ErrorKind, message: str) -> dict[str, str]:
-    return {"kind": kind.value, "message": message}

@@ -1,0 +1,89 @@
+"""The record of a finished URL, built from how it ended: a response, a fetch error, a
+parse. Kept apart from the pipeline, which decides *when* a URL is finished; this module
+decides only what its record says (the fields README.md documents).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+from scraper.errors import ErrorKind, FetchError, ParseError
+from scraper.fetch.base import Response
+from scraper.parse import ParsedPage, media_type
+from scraper.records import Page, Request
+
+
+def is_ok(response: Response) -> bool:
+    return 200 <= response.status < 300
+
+
+def page_for(
+    request: Request,
+    outcome: Response | FetchError,
+    *,
+    saved: str | None = None,
+    sha256: str | None = None,
+    parsed: ParsedPage | None = None,
+    failure: ParseError | None = None,
+) -> Page:
+    """The record for a finished URL: how its last attempt ended, where its body was saved
+    (`saved`, relative to the output directory), and what parsing found or why it failed."""
+    base: dict[str, Any] = {
+        "url": request.origin,
+        "depth": request.depth,
+        "parent": request.parent,
+        "fetched_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "attempts": request.attempt,
+        "redirects": request.redirects,
+    }
+    if isinstance(outcome, FetchError):
+        return Page(
+            final_url=request.url if request.redirects else None,
+            status=None,
+            ok=False,
+            error=_error(outcome.kind, outcome.message),
+            content_type=None,
+            bytes=0,
+            sha256=None,
+            path=None,
+            elapsed_ms=0,
+            **base,
+        )
+    error = None
+    if failure is not None:
+        error = _error(ErrorKind.PARSE, str(failure))
+    elif not is_ok(outcome):
+        error = _error(ErrorKind.HTTP, f"{outcome.status} {outcome.reason}".strip())
+    page = Page(
+        final_url=outcome.url,
+        status=outcome.status,
+        ok=error is None,
+        error=error,
+        content_type=media_type(outcome.headers.get("content-type")),
+        bytes=len(outcome.body),
+        sha256=sha256 or hashlib.sha256(outcome.body).hexdigest(),
+        path=saved,
+        elapsed_ms=round(outcome.elapsed * 1000),
+        **base,
+    )
+    if parsed is None:
+        return page
+    return _with_parsed(page, parsed)
+
+
+def _with_parsed(page: Page, parsed: ParsedPage) -> Page:
+    return dataclasses.replace(
+        page,
+        title=parsed.title,
+        links=parsed.links,
+        text_chars=parsed.text_chars,
+        meta=dataclasses.asdict(parsed.meta),
+        data=parsed.data,
+    )
+
+
+def _error(kind: ErrorKind, message: str) -> dict[str, str]:
+    return {"kind": kind.value, "message": message}
