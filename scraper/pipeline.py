@@ -26,23 +26,19 @@ import dataclasses
 import functools
 import hashlib
 import ipaddress
-import json
 import logging
-import multiprocessing
 import queue
-import signal
-import sys
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from scraper.config import Config, Extractor
+from scraper.config import Config
 from scraper.errors import (
     ErrorKind,
     FetchError,
@@ -55,7 +51,8 @@ from scraper.fetch import Fetcher, Limits, Response, open_fetcher
 from scraper.fetch.policy import FetchPolicy, Finish, Follow, Retry
 from scraper.frontier import Admission, Frontier
 from scraper.outcome import is_ok, page_for
-from scraper.parse import ParsedPage, is_html, parse_page
+from scraper.parse import ParsedPage, is_html
+from scraper.parse_pool import open_parse_pool, parse_result, timed_parse
 from scraper.politeness import RobotsGate, RobotsRules, Verdict, agent_token, robots_url
 from scraper.records import Page, Request, Skipped, SkipReason
 from scraper.sinks import CrawlOutput
@@ -209,7 +206,7 @@ class _Run:
             fetcher = self.fetcher = open_fetcher(
                 self.config.fetch, _limits(self.config), workers=self.config.workers
             )
-            parser = _open_parse_pool(self.config)
+            parser = open_parse_pool(self.config)
             dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
             dispatcher.start()
             while not self._is_finished() and not self.stopping.is_set():
@@ -295,7 +292,7 @@ class _Run:
         self.events.put(_Fetched(request, _outcome(future)))
 
     def _on_parsed(self, job: _ParseJob, future: Future[tuple[ParsedPage, float]]) -> None:
-        self.events.put(_Parsed(job, _parse_result(future)))
+        self.events.put(_Parsed(job, parse_result(future)))
 
     # -- collecting (the iterating thread) ---------------------------------------------
 
@@ -424,12 +421,12 @@ class _Run:
                 return parser
             try:
                 future = parser.submit(
-                    _timed_parse, job.request.url, job.response, self.config.extract
+                    timed_parse, job.request.url, job.response, self.config.extract
                 )
             except BrokenProcessPool:
                 _log.warning("a parse process died; starting a new parse pool")
                 parser.shutdown(wait=False, cancel_futures=True)
-                parser = _open_parse_pool(self.config)
+                parser = open_parse_pool(self.config)
                 (self.parse_suspects if job.alone else self.parse_waiting).appendleft(job)
                 continue
             self.parsing += 1
@@ -561,70 +558,6 @@ def _outcome(future: Future[Response]) -> Response | FetchError:
     if isinstance(error, FetchError):
         return error
     return TransportError(f"{type(error).__name__}: {error}", ErrorKind.PROTOCOL)
-
-
-def _timed_parse(
-    url: str, response: Response, extract: Extractor | None
-) -> tuple[ParsedPage, float]:
-    """The function the parse pool runs: parse one page and say how long it took."""
-    started = time.perf_counter()
-    parsed = parse_page(
-        url,
-        response.headers.get("content-type"),
-        response.body,
-        extract,
-        content_language=response.headers.get("content-language"),
-    )
-    if parsed.data is not None:
-        try:
-            json.dumps(parsed.data, allow_nan=False)
-        except (TypeError, ValueError) as error:
-            raise ParseError(f"the extraction returned what JSON cannot encode: {error}") from None
-    return parsed, time.perf_counter() - started
-
-
-def _parse_result(
-    future: Future[tuple[ParsedPage, float]],
-) -> tuple[ParsedPage, float] | ParseError:
-    if future.cancelled():
-        return ParseError("parsing was cancelled")
-    error = future.exception()
-    if error is None:
-        return future.result()
-    if isinstance(error, ParseError):
-        return error
-    if isinstance(error, BrokenProcessPool):
-        return ParseProcessDied("the parse process died on this page")
-    return ParseError(f"{type(error).__name__}: {error}")
-
-
-def _open_parse_pool(config: Config) -> Executor:
-    if config.parse == "inline":
-        return _InlineExecutor()
-    if config.parse == "threads":
-        return ThreadPoolExecutor(config.parsers, thread_name_prefix="parse")
-    # forkserver, not fork: forking a process that runs threads can copy a held lock.
-    method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-    return ProcessPoolExecutor(
-        config.parsers, mp_context=multiprocessing.get_context(method), initializer=_ignore_sigint
-    )
-
-
-def _ignore_sigint() -> None:
-    """Parse processes leave Ctrl-C to the main process, which shuts them down in order."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class _InlineExecutor(Executor):
-    """Runs each call at once in the caller's thread: the `--parse inline` mode."""
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as error:  # the future carries it, as a pool's future would
-            future.set_exception(error)
-        return future
 
 
 def _is_good_html(response: Response) -> bool:
