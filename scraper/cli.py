@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -58,11 +58,9 @@ def scrape(argv: Sequence[str]) -> int:
         console.print(f"scrape: error: {error}", highlight=False)
         return EXIT_USAGE
     failed = bool(bad)
-    interrupted = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _stop_on_first_interrupt(crawler, interrupted))
     try:
         with (
+            _first_interrupt_stops(crawler) as interrupted,
             Progress(crawler.stats.snapshot, console, quiet=options.quiet),
             contextlib.closing(pages),
         ):
@@ -296,21 +294,29 @@ def demo_site(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _stop_on_first_interrupt(
-    crawler: Crawler, interrupted: threading.Event
-) -> Callable[[int, FrameType | None], None]:
-    """The first Ctrl-C stops the crawl in order; the next one exits at once.
+@contextlib.contextmanager
+def _first_interrupt_stops(crawler: Crawler) -> Iterator[threading.Event]:
+    """While the crawl runs, the first Ctrl-C stops it in order; the next one exits at once.
+    The event tells whether it was interrupted; the previous handler is restored after.
 
     The handler only asks the crawl to stop: raising KeyboardInterrupt instead could land
     between writing a record and counting it, or in the middle of a write.
     """
+    interrupted = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGINT, _exit_at_once)
         interrupted.set()
         crawler.stop()
 
-    return handler
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted  # signals reach only the main thread: nothing to install
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _exit_at_once(signum: int, frame: FrameType | None) -> None:
