@@ -202,11 +202,11 @@ class _Run:
         try:
             crawl = open_crawl(self.config, self.stats)
             self.frontier, self.output, self.resumed = crawl.frontier, crawl.output, crawl.resumed
+            parser = open_parse_pool(self.config)  # its processes start while we seed
             yield from self._seed(urls, rejected)
             fetcher = self.fetcher = open_fetcher(
                 self.config.fetch, _limits(self.config), workers=self.config.workers
             )
-            parser = open_parse_pool(self.config)
             dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
             dispatcher.start()
             while not self._is_finished() and not self.stopping.is_set():
