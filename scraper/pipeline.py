@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -527,18 +527,22 @@ class _Run:
         dispatcher: threading.Thread | None,
     ) -> None:
         self.stopping.set()
-        if crawl is not None:
-            crawl.frontier.close()
-        if dispatcher is not None:
-            # A sequential fetch runs in the dispatcher and may take up to --timeout: do not
-            # wait for it (the thread is a daemon; its answer goes nowhere).
-            dispatcher.join(timeout=1.0)
-        if fetcher is not None:
-            fetcher.close()
-        if parser is not None:
-            parser.shutdown(wait=True, cancel_futures=True)
-        if crawl is not None and crawl.output is not None:
-            crawl.output.close(self.stats.snapshot())
+        # Every step runs even when an earlier one fails (a full disk can fail the state's
+        # last commit): the callbacks run last-registered first, the first error is raised.
+        with ExitStack() as steps:
+            output = crawl.output if crawl is not None else None
+            if output is not None:
+                steps.callback(lambda: output.close(self.stats.snapshot()))
+            if parser is not None:
+                steps.callback(parser.shutdown, wait=True, cancel_futures=True)
+            if fetcher is not None:
+                steps.callback(fetcher.close)
+            if dispatcher is not None:
+                # A sequential fetch runs in the dispatcher and may take up to --timeout: do
+                # not wait for it (the thread is a daemon; its answer goes nowhere).
+                steps.callback(dispatcher.join, timeout=1.0)
+            if crawl is not None:
+                steps.callback(crawl.frontier.close)
 
 
 # -- values and pure helpers ---------------------------------------------------------------

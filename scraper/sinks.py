@@ -36,7 +36,6 @@ from scraper.errors import OutputError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from io import BufferedWriter
     from types import TracebackType
 
     from scraper.records import Page, Skipped
@@ -306,9 +305,11 @@ def _write_atomic(directory: Path, name: str, data: bytes) -> None:
 
 
 class JsonlWriter:
-    """Appends one JSON object per line to `path`, each flushed as soon as it is written.
+    """Appends one JSON object per line to `path`, each line on disk as soon as it is written.
 
-    A crash can then only cut the last line short, and `append=True` (a resumed crawl)
+    The file is unbuffered: a line that fails to write (a full disk) is cut off again at
+    once, so the file holds whole lines only and nothing is left in a buffer to fail again
+    at close. A crash can still cut the last line short; `append=True` (a resumed crawl)
     first drops such a torn line so that every line of the file parses. Not thread-safe:
     one collector thread writes each file.
     """
@@ -318,25 +319,33 @@ class JsonlWriter:
         try:
             if append:
                 _drop_torn_tail(path)
-            self._file: BufferedWriter = path.open("ab") if append else path.open("wb")
+            self._file = path.open("ab" if append else "wb", buffering=0)
+            self._end = self._file.seek(0, os.SEEK_END)  # where the last whole line ends
         except OSError as error:
             raise OutputError(f"cannot open {path}: {error}") from error
 
     def write(self, obj: Mapping[str, Any]) -> None:
-        """Write `obj` as one line and flush it.
+        """Write `obj` as one line.
 
-        Raises OutputError if writing fails, and ValueError or TypeError, with nothing
-        written, if `obj` is not JSON (NaN and infinities included).
+        Raises OutputError if writing fails, with the file as it was before, and ValueError
+        or TypeError, with nothing written, if `obj` is not JSON (NaN and infinities too).
         """
-        line = _json_line(obj)
+        line = memoryview(_json_line(obj))
         try:
-            self._file.write(line)
-            self._file.flush()
+            written = 0
+            while written < len(line):  # an unbuffered write may take only part of it
+                written += self._file.write(line[written:]) or 0
         except OSError as error:
+            with contextlib.suppress(OSError):
+                self._file.truncate(self._end)
             raise OutputError(f"cannot write {self._path}: {error}") from error
+        self._end += len(line)
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as error:
+            raise OutputError(f"cannot close {self._path}: {error}") from error
 
     def __enter__(self) -> JsonlWriter:
         return self

@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonl import read_jsonl
+from processes import (
+    GRACE,
+    RUN_TIMEOUT,
+    SIGNAL_TIMEOUT,
+    kill_session,
+    scrape,
+    scrape_command,
+    session_processes,
+    urls_recorded,
+    wait_for,
+    write_list,
+)
 
 from scraper.demo import SiteSpec, running_site
 
-RUN_TIMEOUT = 60.0  # seconds any one `scrape` run may take before the test gives up on it
-SIGNAL_TIMEOUT = 20.0  # seconds to exit after SIGINT
-GRACE = 10.0  # seconds for a run's helper processes to go away after it exits
 FAST = ["--parsers", "2", "--retries", "0", "--timeout", "10"]
 OPTIONS = [
     "-o",
@@ -47,69 +52,6 @@ OPTIONS = [
     "-h",
     "--help",
 ]
-
-
-def scrape_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "scraper", *args]
-
-
-def scrape(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        scrape_command(*args),
-        cwd=cwd,
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
-
-
-def write_list(directory: Path, *lines: str) -> Path:
-    path = directory / "list.txt"
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
-
-
-def urls_recorded(output: Path) -> list[str]:
-    return sorted(record["url"] for record in read_jsonl(output / "pages.jsonl"))
-
-
-def session_processes(session: int) -> list[str]:
-    """Live processes whose session or process group is `session`, as "pid command"."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        state, _ppid, pgrp, sid = stat.rsplit(")", 1)[1].split()[:4]
-        if state != "Z" and session in (int(pgrp), int(sid)):
-            found.append(f"{entry} {cmdline.decode(errors='replace')}")
-    return found
-
-
-def wait_for(condition: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
-def kill_session(process: subprocess.Popen[Any]) -> None:
-    """Clean-up after a test that failed: nothing of the run may outlive it."""
-    if process.poll() is None:
-        process.kill()
-    for line in session_processes(process.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(line.split()[0]), signal.SIGKILL)
-    process.wait(RUN_TIMEOUT)
 
 
 # -- the URL list and the exit status ----------------------------------------------------
