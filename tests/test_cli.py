@@ -27,6 +27,7 @@ from processes import (
     write_list,
 )
 
+from scraper.cli import main
 from scraper.demo import SiteSpec, running_site
 
 FAST = ["--parsers", "2", "--retries", "0", "--timeout", "10"]
@@ -280,3 +281,14 @@ def test_demo_site_serves_until_interrupted(tmp_path):
         kill_session(process)
         process.stdout.close()
         process.stderr.close()
+
+
+def test_an_in_process_run_gives_back_the_sigint_handler(fresh_site, tmp_path):
+    """A program that calls main() keeps its own Ctrl-C handling afterwards."""
+    listing = tmp_path / "list.txt"
+    listing.write_text(fresh_site.url + "\n")
+    before = signal.getsignal(signal.SIGINT)
+    status = main([str(listing), "-o", str(tmp_path / "out"), "--quiet", "--parse", "inline"])
+    assert status == 0
+    assert signal.getsignal(signal.SIGINT) is before
+    assert len(read_jsonl(tmp_path / "out" / "pages.jsonl")) == 1
