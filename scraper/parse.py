@@ -12,9 +12,20 @@ therefore runs `parse_page` in a process pool. That fixes the shape of this modu
   carries text only, since the original exception may not pickle.
 
 The built-in extraction (title, links, visible text, meta) is a set of small functions over one
-BeautifulSoup tree, so that any of them can later be swapped for a faster lxml-only path where a
-measurement shows it pays. Building the soup is most of the cost today: on a 50 KB page with
-~550 elements, about 8 of 11 ms, where lxml alone builds its tree in 0.3 ms.
+lxml tree; a BeautifulSoup tree is built only for a user's extraction function, whose API
+receives one. bs4 builds its tree in Python from lxml's parse events, lxml builds its own in C:
+on the benchmark site's pages (30-60 KB, 20-50 links; CPU time, medians) the soup took 9-12 ms
+and lxml's tree 0.5-0.7 ms, and the whole built-in parse went from 11-15 ms to 1.9-2.5 ms a
+page, about 6 times faster. On a page that is mostly prose (the demo site's with page_kb=48)
+the gain is about 4 times (6.5 to 1.5 ms): collapsing the whitespace of 48 KB of visible text,
+which both pay, is then a third of what is left. With an extraction function a page costs the
+old time plus the lxml tree.
+
+The tree comes from the parser bs4 uses (libxml2's HTML push parser, fed the decoded text), so
+both see the same document, and the extraction finds what the soup-based one found, down to the
+strings bs4 kept out of the text (see `_TYPED_STRING_ELEMENTS`). tests/test_parse_equivalence.py
+compares the two and lists where they part: a DOCTYPE amid text, attribute names in
+{namespace} form, and nesting deeper than libxml2 builds trees (2048 levels).
 """
 
 from __future__ import annotations
@@ -24,16 +35,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import charset_normalizer
-from bs4 import (
-    BeautifulSoup,
-    MarkupResemblesLocatorWarning,
-    Tag,
-    XMLParsedAsHTMLWarning,
-)
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
 from bs4.exceptions import ParserRejectedMarkup
+from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type hints
 from w3lib.encoding import (
     html_to_unicode,
     http_content_type_encoding,
@@ -49,17 +56,50 @@ Extractor = Callable[[BeautifulSoup, str], Any]
 
 HTML_MEDIA_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
-# Elements whose text a reader never sees. (bs4 already types the strings of script, style
-# and template apart from page text; naming them here keeps the rule independent of that.)
-_HIDDEN_ELEMENTS = ("head", "script", "style", "noscript", "template")
+# Elements whose text a reader never sees.
+_HIDDEN_ELEMENTS = frozenset({"head", "script", "style", "noscript", "template"})
 
-_Elements: TypeAlias = dict[str, list[Tag]]
+# Elements whose strings bs4 types apart from page text (Script, Stylesheet, TemplateString,
+# RubyTextString, RubyParenthesisString), so that neither the title nor the visible text of
+# the soup-based extraction counted them. Ruby annotations (<rt>, <rp>) are kept out too, so
+# that text_chars means what it meant in earlier records.
+_TYPED_STRING_ELEMENTS = frozenset({"script", "style", "template", "rt", "rp"})
+
+_UNCOUNTED_ELEMENTS = _HIDDEN_ELEMENTS | _TYPED_STRING_ELEMENTS
+"""Elements whose text, nested elements included, is not part of the visible text."""
+
+
+class _Node(Protocol):
+    """The part of an lxml node this module reads (lxml ships no type hints).
+
+    `tag` is the element's lower-cased name, or a factory function for comments and
+    processing instructions; `text` is the text before its first child, `tail` the text
+    after its end tag, up to its next sibling.
+    """
+
+    tag: object
+    text: str | None
+    tail: str | None
+
+    def get(self, key: str) -> str | None: ...
+    def iter(self, *tags: str) -> Iterator[_Node]: ...
+    def iterancestors(self, *tags: str) -> Iterator[_Node]: ...
+    def itersiblings(self, *tags: object) -> Iterator[_Node]: ...
+
+
+_Elements: TypeAlias = dict[str, list[_Node]]
 """The elements the built-in extraction reads, by group, in document order."""
 
 # Each indexed tag name and its group: <area> joins <a>, so links keep document order.
 _INDEX_GROUPS = {
-    name: name for name in ("a", "base", "html", "link", "meta", "title", *_HIDDEN_ELEMENTS)
-} | {"area": "a"}
+    "a": "a",
+    "area": "a",
+    "base": "base",
+    "html": "html",
+    "link": "link",
+    "meta": "meta",
+    "title": "title",
+}
 
 # Codecs Python has but no browser decodes a page with. The escape codecs and punycode turn
 # plain ASCII into arbitrary characters, so a page could smuggle markup past a reader (the
@@ -194,20 +234,21 @@ def parse_page(
     and text. Any other input, however broken, gives a ParsedPage.
     """
     text, encoding = decode_html(body, content_type_header)
-    soup = _make_soup(text)
-    elements = _elements_by_name(soup)
+    tops = _top_elements(text)
+    elements = _elements_by_name(tops)
     base = _base_url(elements, url)
     links, unfetchable = _links(elements, base)
     page = ParsedPage(
         title=_title(elements),
         links=links,
         unfetchable=unfetchable,
-        text_chars=_visible_text_length(soup, elements),
+        text_chars=_visible_text_length(tops),
         meta=_meta(elements, base, content_language),
         encoding=encoding,
     )
     if extract is None:
         return page
+    soup = _make_soup(text)
     try:
         data = extract(soup, url)
     except Exception as error:  # user code may fail in any way: report it, never crash
@@ -215,8 +256,32 @@ def parse_page(
     return replace(page, data=data)
 
 
+def _top_elements(text: str) -> list[_Node]:
+    """Parse decoded text with lxml, as leniently as browsers do: the document's top-level
+    elements, in document order.
+
+    This is the parser bs4 runs for its soup, fed text the same way (its push interface: the
+    one-shot `fromstring` refuses text that opens with an XML declaration naming an encoding).
+    Usually there is one top-level element, <html>. Content after a premature </html> comes in
+    a second one, after the root: bs4 read it, so we do. A document without a single element
+    (empty, only a comment, a doctype or spaces) has none.
+
+    huge_tree lifts libxml2's limits on building a tree that bs4, which builds its own from
+    the parser's events, never met: a text node over 10 MB or nesting over 256 levels (it is
+    2048 then) would end the parse there, losing every link after them. The body is capped at
+    --max-bytes anyway, far below the limits huge_tree leaves.
+    """
+    parser = etree.HTMLParser(recover=True, huge_tree=True)
+    try:
+        parser.feed(text.removeprefix("\ufeff"))  # as bs4 does: a second BOM is no text
+        root: _Node | None = parser.close()
+    except etree.LxmlError:  # documented for feed() and close(); with recover=True, not seen
+        return []
+    return [] if root is None else [root, *root.itersiblings(etree.Element)]
+
+
 def _make_soup(text: str) -> BeautifulSoup:
-    """Parse decoded text with lxml, as leniently as browsers do."""
+    """Parse decoded text into the BeautifulSoup tree a user's extraction function gets."""
     with warnings.catch_warnings():
         # bs4 warns when a short document looks like a URL or file name, or starts with
         # <?xml. A crawler parses whatever servers send as HTML, so both are expected and
@@ -231,29 +296,40 @@ def _make_soup(text: str) -> BeautifulSoup:
             return BeautifulSoup("", "lxml")
 
 
-def _elements_by_name(soup: BeautifulSoup) -> _Elements:
-    """The elements the built-in extraction reads, by tag name, in document order.
+def _elements_by_name(tops: list[_Node]) -> _Elements:
+    """The elements the built-in extraction reads, by group, in document order.
 
-    One walk of the tree answers every question below; a find_all per question would walk
-    it again each time through bs4's generic matcher, which measured several times slower.
+    One walk of the tree (in C: lxml matches the names) answers every question below.
     """
     elements: _Elements = {}
-    for node in soup.descendants:
-        if isinstance(node, Tag) and (group := _INDEX_GROUPS.get(node.name)) is not None:
-            elements.setdefault(group, []).append(node)
+    for top in tops:
+        for element in top.iter(*_INDEX_GROUPS):
+            elements.setdefault(_INDEX_GROUPS[str(element.tag)], []).append(element)
     return elements
 
 
-def _attr(tag: Tag, name: str) -> str | None:
-    """A single-valued attribute as a string (bs4 gives multi-valued ones as lists)."""
-    value = tag.get(name)
-    return value if isinstance(value, str) else None
+def _strings(element: _Node, *, skipping: frozenset[str]) -> Iterator[str]:
+    """The text inside `element` in document order, string by string, as bs4 splits it (at
+    every tag and comment), leaving out the subtrees of the elements named in `skipping`.
+
+    A walk that skips subtrees costs one step per node; an XPath test of each string's
+    ancestors measured 4 times slower, and grows with the depth of nesting.
+    """
+    walk = etree.iterwalk(element, events=("start", "end", "comment", "pi"))
+    for event, node in walk:
+        if event == "start":
+            if node.tag in skipping:
+                walk.skip_subtree()  # its "end" still comes: its tail is outside it
+            elif node.text:
+                yield node.text
+        elif node.tail and node is not element:  # a comment's or PI's text is not page text
+            yield node.tail
 
 
 def _first_attr(elements: _Elements, tag_name: str, attr: str) -> str | None:
     """The attribute of the first element named `tag_name` that has it."""
-    for tag in elements.get(tag_name, ()):
-        value = _attr(tag, attr)
+    for element in elements.get(tag_name, ()):
+        value = element.get(attr)
         if value is not None:
             return value
     return None
@@ -283,8 +359,15 @@ def _base_url(elements: _Elements, page_url: str) -> str:
 
 
 def _title(elements: _Elements) -> str | None:
+    """The first <title>'s text, whitespace collapsed.
+
+    Inside a <template> or a ruby annotation its text is typed apart by bs4, which read
+    such a title as empty; so do we.
+    """
     titles = elements.get("title")
-    return _collapse(titles[0].get_text()) if titles else None
+    if not titles or next(titles[0].iterancestors(*_TYPED_STRING_ELEMENTS), None) is not None:
+        return None
+    return _collapse("".join(_strings(titles[0], skipping=_TYPED_STRING_ELEMENTS)))
 
 
 def _links(elements: _Elements, base: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -309,25 +392,21 @@ def _links(elements: _Elements, base: str) -> tuple[tuple[str, ...], tuple[str, 
 
 
 def _hrefs(elements: _Elements) -> Iterator[str]:
-    for tag in elements.get("a", ()):
-        href = _attr(tag, "href")
+    for element in elements.get("a", ()):
+        href = element.get("href")
         if href is not None:
             yield href
 
 
-def _visible_text_length(soup: BeautifulSoup, elements: _Elements) -> int:
+def _visible_text_length(tops: list[_Node]) -> int:
     """Length of the text a reader sees, whitespace collapsed to single spaces.
 
     Strings are joined with a space, as block elements in minified HTML ("<li>a</li><li>b")
     would otherwise run words together.
     """
-    hidden = {
-        id(string)
-        for name in _HIDDEN_ELEMENTS
-        for tag in elements.get(name, ())
-        for string in tag.strings
-    }
-    visible = " ".join(string for string in soup.strings if id(string) not in hidden)
+    visible = " ".join(
+        string for top in tops for string in _strings(top, skipping=_UNCOUNTED_ELEMENTS)
+    )
     return len(" ".join(visible.split()))
 
 
@@ -349,9 +428,9 @@ def _meta_contents(elements: _Elements) -> dict[str, str]:
     ("noindex" in one and "nofollow" in the next means both).
     """
     contents: dict[str, str] = {}
-    for tag in elements.get("meta", ()):
-        key = _attr(tag, "name") or _attr(tag, "http-equiv")
-        content = _attr(tag, "content")
+    for element in elements.get("meta", ()):
+        key = element.get("name") or element.get("http-equiv")
+        content = element.get("content")
         if not key or content is None:
             continue
         key = key.strip().lower()
@@ -367,7 +446,7 @@ def _language(
 ) -> str | None:
     """<html lang>, else the Content-Language header, else <meta http-equiv>: nearest first."""
     html = elements.get("html")
-    lang = _attr(html[0], "lang") if html else None
+    lang = html[0].get("lang") if html else None
     for candidate in (lang, content_language, meta_language):
         if candidate is not None and candidate.strip():
             return candidate.strip()
@@ -376,10 +455,9 @@ def _language(
 
 def _canonical(elements: _Elements, base: str) -> str | None:
     """The first <link rel=canonical href>, in canonical absolute form (None if unusable)."""
-    for tag in elements.get("link", ()):
-        rel = tag.get("rel")
-        tokens = rel.split() if isinstance(rel, str) else (rel or [])
-        href = _attr(tag, "href")
+    for element in elements.get("link", ()):
+        tokens = (element.get("rel") or "").split()
+        href = element.get("href")
         if href is not None and any(token.lower() == "canonical" for token in tokens):
             return _absolute(href, base)
     return None

@@ -248,6 +248,57 @@ def test_junk_never_raises(body):
 
 
 @pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"  \n\t",
+        b"<!-- only a comment -->",
+        b"<!DOCTYPE html>",
+        b"<?php x ?>",
+        b"\xef\xbb\xbf",
+    ],
+)
+def test_documents_without_an_element_give_an_empty_page(body):
+    page = parse_page(URL, "text/html", body, content_language="fr")
+    assert (page.title, page.links, page.unfetchable, page.text_chars) == (None, (), (), 0)
+    assert page.meta == PageMeta(None, "fr", None, None)
+
+
+def test_xml_declaration_naming_an_encoding_is_read_as_html():
+    body = "<?xml version='1.0' encoding='iso-8859-1'?><title>Café</title><a href=/x>x</a>"
+    page = parse(body.encode("iso-8859-1"))
+    assert page.title == "Café"
+    assert page.links == ("https://example.com/x",)
+
+
+def test_content_after_the_closing_html_tag_still_counts():
+    page = parse(b"<html><body><p>in</p></body></html><p>out</p><a href=/late>late</a>")
+    assert page.links == ("https://example.com/late",)
+    assert page.text_chars == len("in out late")
+
+
+def test_deep_nesting_and_a_huge_text_node_do_not_end_the_parse():
+    deep = b"<div>" * 2000 + b"<a href=/deep>x</a>"
+    assert parse(deep).links == ("https://example.com/deep",)
+    huge = b"<pre>" + b"x" * (10 * 2**20 + 1) + b"</pre><a href=/after>x</a>"
+    assert parse(huge).links == ("https://example.com/after",)
+
+
+def test_ruby_annotations_and_titles_in_templates_are_not_text():
+    # Kept from the BeautifulSoup extraction, which typed these strings apart from the text.
+    assert parse("<p>漢<rp>(</rp><rt>kan</rt><rp>)</rp>字</p>".encode()).text_chars == len("漢 字")
+    assert parse(b"<template><title>T</title></template><title>U</title>").title is None
+
+
+def test_no_soup_is_built_without_an_extractor(monkeypatch):
+    def no_soup(*args, **kwargs):
+        raise AssertionError("the built-in extraction built a BeautifulSoup tree")
+
+    monkeypatch.setattr("scraper.parse.BeautifulSoup", no_soup)
+    assert parse(NORMAL_PAGE).title == "The Example Page"
+
+
+@pytest.mark.parametrize(
     "content_type",
     [
         "text/html; charset=base64",
