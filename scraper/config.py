@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 Extractor = Callable[["BeautifulSoup", str], Any]
 
-FETCH_STRATEGIES = ("threads", "sequential")
+FETCH_STRATEGIES = ("threads", "async", "processes", "sequential")
 PARSE_MODES = ("processes", "threads", "inline")
 
 DEFAULT_WORKERS = 16

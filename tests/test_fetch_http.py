@@ -26,7 +26,7 @@ from scraper.errors import (
     TransportError,
 )
 from scraper.fetch import Limits, Response, open_fetcher
-from scraper.fetch.http import fetch_once, new_session, translate
+from scraper.fetch.http import ERRORS, fetch_once, new_session
 from scraper.fetch.sequential import SequentialFetcher
 from scraper.fetch.threads import ThreadFetcher
 from scraper.records import Request
@@ -215,7 +215,7 @@ def test_name_resolution_failure_is_dns() -> None:
         except urllib3.exceptions.MaxRetryError as retry_error:
             raise requests.exceptions.ConnectionError(retry_error)  # noqa: B904
     except requests.exceptions.ConnectionError as error:
-        translated = translate(error, LIMITS)
+        translated = ERRORS.translate(error, LIMITS)
     assert isinstance(translated, TransportError)
     assert translated.kind is ErrorKind.DNS
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from scraper.fetch.aio import AsyncFetcher
 from scraper.fetch.base import Fetcher, Limits, Response
+from scraper.fetch.processes import ProcessFetcher
 from scraper.fetch.sequential import SequentialFetcher
 from scraper.fetch.threads import ThreadFetcher
 
 _STRATEGIES: dict[str, Callable[..., Fetcher]] = {
+    "async": AsyncFetcher,
+    "processes": ProcessFetcher,
     "sequential": SequentialFetcher,
     "threads": ThreadFetcher,
 }

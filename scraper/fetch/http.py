@@ -1,29 +1,98 @@
 """One HTTP exchange with requests, under the shared limits.
 
-Shared by the requests-based strategies. The body is read with `read1`, which returns
-as soon as any bytes arrive, so the total deadline is checked between reads: a server
-that trickles one byte a second cannot hold a worker past `timeout`. The size cap is
-applied to the decompressed stream, so a gzip bomb stops at `max_bytes`.
+Shared by the requests-based strategies (threads, sequential, processes). The body is read
+with `read1`, which returns as soon as any bytes arrive, so the total deadline is checked
+between reads: a server that trickles one byte a second cannot hold a worker past
+`timeout`. The size cap is applied to the decompressed stream, so a gzip bomb stops at
+`max_bytes`.
+
+A request with `public_only` goes through a Session of its own whose connections check the
+address they reached right after the TCP connect, before TLS or a byte of HTTP is sent, and
+close it when it is not global. The two Sessions never share a connection pool, so a
+guarded request cannot reuse a connection opened, unchecked, by an unguarded one.
+`Response.remote_address` is read from the socket before the body, while the connection
+still belongs to the answer; it stays None when there is no real socket (a mocked
+transport). A redirect's body is never read: the connection is closed instead.
 """
 
 from __future__ import annotations
 
+import http.client
+import socket
 import time
+from types import TracebackType
+from typing import Any
 
 import requests
+import requests.adapters
 import urllib3.exceptions
+import urllib3.response
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from scraper.errors import ErrorKind, FetchError, ResponseError, TransportError
+from scraper.errors import ErrorKind
 from scraper.fetch.base import Limits, Response
+from scraper.fetch.exchange import (
+    CHUNK,
+    REDIRECT_STATUSES,
+    BodyBudget,
+    ErrorTable,
+    fold_headers,
+    refuse_private,
+    refuse_undecodable,
+)
+from scraper.records import Request
 
-_CHUNK = 64 * 1024
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+__all__ = ["ERRORS", "REDIRECT_STATUSES", "Sessions", "fetch_once", "new_session"]
 
 
-def new_session(limits: Limits) -> requests.Session:
-    session = requests.Session()
+def new_session(limits: Limits, *, public_only: bool = False) -> requests.Session:
+    """A Session sending our User-Agent; with `public_only`, one that only talks to
+    global addresses. That one ignores proxy settings from the environment: through a
+    proxy, the proxy and not us would pick the address connected to."""
+    session = _Session()
     session.headers["User-Agent"] = limits.user_agent
+    if public_only:
+        session.trust_env = False
+        for prefix in ("http://", "https://"):
+            session.mount(prefix, _PublicOnlyAdapter())
     return session
+
+
+class _Session(requests.Session):
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        """Never a next hop: redirects are the fetch policy's to follow. Otherwise, even
+        with allow_redirects=False, requests reads a redirect's whole body to prepare the
+        hop, with no size cap and no deadline."""
+        return None
+
+
+class Sessions:
+    """One worker's two Sessions: the guarded one for `public_only` requests, and the other."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._open = new_session(limits)
+        self._guarded = new_session(limits, public_only=True)
+
+    def fetch(self, request: Request) -> Response:
+        session = self._guarded if request.public_only else self._open
+        return fetch_once(session, request.url, self._limits)
+
+    def close(self) -> None:
+        self._open.close()
+        self._guarded.close()
+
+    def __enter__(self) -> Sessions:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
@@ -33,80 +102,114 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
         with session.get(
             url, stream=True, allow_redirects=False, timeout=(limits.timeout, limits.timeout)
         ) as answer:
+            headers = fold_headers(answer.raw.headers.items())
+            remote_address = _peer_of(answer)
             body = b""
             if answer.status_code not in REDIRECT_STATUSES:
-                body = _read_body(answer, started + limits.timeout, limits.max_bytes)
+                refuse_undecodable(headers, urllib3.response.HTTPResponse.CONTENT_DECODERS)
+                body = _read_body(answer, BodyBudget(limits, started, headers))
             return Response(
                 url=url,
                 status=answer.status_code,
                 reason=answer.reason or "",
-                headers={name.lower(): value for name, value in answer.headers.items()},
+                headers=headers,
                 body=body,
                 elapsed=time.monotonic() - started,
+                remote_address=remote_address,
             )
-    except FetchError:
-        raise
     except Exception as error:  # every library error becomes a FetchError, right here
-        raise translate(error, limits) from None
+        raise ERRORS.translate(error, limits) from None
 
 
-def _read_body(answer: requests.Response, deadline: float, max_bytes: int) -> bytes:
-    declared = answer.headers.get("Content-Length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
-        raise ResponseError(
-            f"Content-Length {declared} exceeds {max_bytes} bytes", ErrorKind.TOO_LARGE
-        )
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := answer.raw.read1(_CHUNK, decode_content=True):
-        size += len(chunk)
-        if size > max_bytes:
-            raise ResponseError(f"body exceeds {max_bytes} bytes", ErrorKind.TOO_LARGE)
-        if time.monotonic() > deadline:
-            raise TransportError("body not complete within the timeout", ErrorKind.TIMEOUT)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _read_body(answer: requests.Response, budget: BodyBudget) -> bytes:
+    while chunk := answer.raw.read1(CHUNK, decode_content=True):
+        budget.add(chunk)
+    return budget.body()
+
+
+def _peer_of(answer: requests.Response) -> str | None:
+    connection = answer.raw.connection
+    sock = getattr(connection, "sock", None)
+    return _address_of(sock) if isinstance(sock, socket.socket) else None
+
+
+def _address_of(sock: socket.socket) -> str | None:
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:  # the peer is already gone
+        return None
 
 
 # Checked in order: the first matching row gives the kind. requests wraps most urllib3
-# errors, but the body is read from urllib3 directly, so both families appear.
-_KIND_OF_ERROR: tuple[tuple[tuple[type[BaseException], ...], ErrorKind], ...] = (
-    ((requests.exceptions.SSLError, urllib3.exceptions.SSLError), ErrorKind.TLS),
-    ((requests.exceptions.Timeout, urllib3.exceptions.TimeoutError), ErrorKind.TIMEOUT),
-    (
-        (urllib3.exceptions.DecodeError, requests.exceptions.ContentDecodingError),
-        ErrorKind.DECODE,
+# errors, but the body is read from urllib3 directly, so both families appear. A server
+# that hangs up without answering raises RemoteDisconnected, which is also a BadStatusLine.
+ERRORS = ErrorTable(
+    causes=(
+        ((urllib3.exceptions.NameResolutionError,), ErrorKind.DNS),
+        ((http.client.RemoteDisconnected, http.client.IncompleteRead), ErrorKind.CONNECT),
+        ((http.client.HTTPException,), ErrorKind.PROTOCOL),  # a bad status line or header
     ),
-    ((requests.exceptions.InvalidURL, requests.exceptions.MissingSchema), ErrorKind.INVALID_URL),
-    (
+    rows=(
+        ((requests.exceptions.SSLError, urllib3.exceptions.SSLError), ErrorKind.TLS),
+        ((requests.exceptions.Timeout, urllib3.exceptions.TimeoutError), ErrorKind.TIMEOUT),
         (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-            urllib3.exceptions.ProtocolError,
+            (urllib3.exceptions.DecodeError, requests.exceptions.ContentDecodingError),
+            ErrorKind.DECODE,
         ),
-        ErrorKind.CONNECT,
+        (
+            (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema),
+            ErrorKind.INVALID_URL,
+        ),
+        (
+            (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+                urllib3.exceptions.ProtocolError,
+            ),
+            ErrorKind.CONNECT,
+        ),
     ),
 )
 
 
-def translate(error: Exception, limits: Limits) -> FetchError:
-    """Map a requests or urllib3 exception to the FetchError with the record's kind."""
-    if _caused_by(error, urllib3.exceptions.NameResolutionError):
-        return TransportError(str(error), ErrorKind.DNS)
-    kind = next(
-        (kind for types, kind in _KIND_OF_ERROR if isinstance(error, types)), ErrorKind.PROTOCOL
-    )
-    if kind is ErrorKind.TIMEOUT:
-        return TransportError(f"no answer within {limits.timeout:g}s", kind)
-    return TransportError(f"{type(error).__name__}: {error}", kind)
+# -- the connect-time guard ------------------------------------------------------------------
 
 
-def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
-    """True when `kind` is anywhere in the error's chain (requests wraps urllib3 errors)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, kind) or any(isinstance(arg, kind) for arg in seen.args):
-            return True
-        reason = getattr(seen, "reason", None)
-        seen = reason if isinstance(reason, BaseException) else seen.__cause__ or seen.__context__
-    return False
+class _PublicOnlyConnection(HTTPConnection):
+    """Refuses a peer that is not a global address, right after the TCP connect.
+
+    `_new_conn` is where urllib3 opens the socket, for http and https alike, before any
+    TLS handshake or request bytes: the earliest moment the real address is known.
+    """
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        try:
+            refuse_private(self.host, str(sock.getpeername()[0]))
+        except Exception:
+            sock.close()
+            raise
+        return sock
+
+
+class _PublicOnlyHTTPSConnection(_PublicOnlyConnection, HTTPSConnection):
+    pass
+
+
+class _PublicOnlyHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PublicOnlyConnection
+
+
+class _PublicOnlyHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PublicOnlyHTTPSConnection
+
+
+class _PublicOnlyAdapter(requests.adapters.HTTPAdapter):
+    """An adapter whose pools make only guarded connections."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _PublicOnlyHTTPPool,
+            "https": _PublicOnlyHTTPSPool,
+        }

@@ -1,7 +1,7 @@
 """The reference strategy: one attempt at a time, in the caller's thread.
 
 The lock keeps it one at a time even when two threads submit (the dispatcher, and the
-collector following a robots.txt redirect), which also keeps its Session single-threaded.
+collector following a robots.txt redirect), which also keeps its Sessions single-threaded.
 """
 
 from __future__ import annotations
@@ -11,25 +11,24 @@ from concurrent.futures import Future
 
 from scraper.errors import FetchError
 from scraper.fetch.base import Limits, Response
-from scraper.fetch.http import fetch_once, new_session
+from scraper.fetch.http import Sessions
 from scraper.records import Request
 
 
 class SequentialFetcher:
     def __init__(self, limits: Limits, *, workers: int = 1) -> None:
         del workers  # one at a time is the point of this strategy
-        self._limits = limits
-        self._session = new_session(limits)
+        self._sessions = Sessions(limits)
         self._one_at_a_time = threading.Lock()
 
     def submit(self, request: Request) -> Future[Response]:
         future: Future[Response] = Future()
         with self._one_at_a_time:
             try:
-                future.set_result(fetch_once(self._session, request.url, self._limits))
+                future.set_result(self._sessions.fetch(request))
             except FetchError as error:
                 future.set_exception(error)
         return future
 
     def close(self) -> None:
-        self._session.close()
+        self._sessions.close()

@@ -1,7 +1,7 @@
-"""The default strategy: worker threads, each with its own requests Session.
+"""The default strategy: worker threads, each with its own requests Sessions.
 
-Threads suit fetching because a thread waiting on a socket releases the GIL; one Session
-per thread reuses connections without sharing a connection pool between threads.
+Threads suit fetching because a thread waiting on a socket releases the GIL; Sessions of
+its own per thread reuse connections without sharing a connection pool between threads.
 
 The workers are daemon threads fed by a queue rather than a ThreadPoolExecutor, whose
 threads the interpreter joins at exit: after Ctrl-C, a worker stuck on a slow server
@@ -16,7 +16,7 @@ from concurrent.futures import Future
 
 from scraper.errors import FetchError
 from scraper.fetch.base import Limits, Response
-from scraper.fetch.http import fetch_once, new_session
+from scraper.fetch.http import Sessions
 from scraper.records import Request
 
 _Job = tuple[Request, "Future[Response]"]
@@ -52,19 +52,19 @@ class ThreadFetcher:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            if job is not None:
-                job[1].cancel()
+            if job is not None:  # never seen by a worker, so notify here as a worker would:
+                job[1].cancel()  # concurrent.futures.wait() counts only notified cancellations
+                job[1].set_running_or_notify_cancel()
         for _ in self._workers:
             self._jobs.put(None)
 
     def _work(self) -> None:
-        session = new_session(self._limits)
-        with session:
+        with Sessions(self._limits) as sessions:
             while (job := self._jobs.get()) is not None:
                 request, future = job
                 if not future.set_running_or_notify_cancel():
                     continue
                 try:
-                    future.set_result(fetch_once(session, request.url, self._limits))
+                    future.set_result(sessions.fetch(request))
                 except FetchError as error:
                     future.set_exception(error)

@@ -1,0 +1,228 @@
+"""The asyncio strategy: aiohttp on an event loop of its own, in a daemon thread.
+
+    submit() ──run_coroutine_threadsafe──► loop thread: _Client.fetch ──► aiohttp
+    (any thread)  concurrent Future ◄────────── Response or FetchError
+
+One event loop waits on every socket, so many slow servers cost no threads; a semaphore
+keeps at most `workers` requests in flight. aiohttp decompresses the body and we read it in
+chunks, counting decompressed bytes against `max_bytes` (aiohttp >= 3.12 inflates each
+network chunk in bounded steps, so memory stays near the cap even for a gzip bomb). The
+ClientTimeout's `total` covers connecting, the headers and the whole body, so a trickling
+server ends at `timeout` as well.
+
+`public_only` requests use a second ClientSession whose resolver drops every address that
+is not global and fails when none is left. The connector only connects to addresses its
+resolver returned, so the check holds for the address actually connected to, DNS rebinding
+included. aiohttp does not ask the resolver about IP literals, so a trace hook checks
+those before connecting; for a literal, the URL's text is the address. The two sessions
+have separate connection pools: a guarded request never reuses an unchecked connection.
+`Response.remote_address` is the transport's peer name, None when aiohttp does not know it.
+A redirect's body is never read: the connection is closed instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+import aiohttp
+import aiohttp.http_exceptions
+from aiohttp.abc import ResolveResult
+from aiohttp.connector import Connection
+
+from scraper.errors import ErrorKind
+from scraper.fetch.base import Limits, Response
+from scraper.fetch.exchange import (
+    CHUNK,
+    REDIRECT_STATUSES,
+    BodyBudget,
+    ErrorTable,
+    fold_headers,
+    is_public,
+    refuse_private,
+    refuse_undecodable,
+)
+from scraper.records import Request
+
+_CLOSE_TIMEOUT = 5.0  # seconds close() waits for the loop thread before giving up on it
+_CANCEL_GRACE = 1.0  # seconds cancelled requests get to unwind before the sessions close
+_T = TypeVar("_T")
+# What aiohttp decompresses; without the brotli or zstd module, it fails on those itself.
+_DECODABLE = frozenset({"gzip", "deflate", "br", "zstd"})
+
+
+class AsyncFetcher:
+    def __init__(self, limits: Limits, *, workers: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fetch-aio", daemon=True
+        )
+        self._thread.start()
+        self._closing = threading.Lock()
+        self._closed = False
+        self._client = self._run(_Client.open(limits, workers))
+
+    def submit(self, request: Request) -> Future[Response]:
+        with self._closing:
+            if self._closed:
+                raise RuntimeError("submit() after close()")
+            return asyncio.run_coroutine_threadsafe(self._client.fetch(request), self._loop)
+
+    def close(self) -> None:
+        """Cancel what is in flight, close the sessions and stop the loop; idempotent."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._run(self._client.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(_CLOSE_TIMEOUT)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    def _run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_CLOSE_TIMEOUT)
+
+
+class _Client:
+    """The loop's side: both sessions and the in-flight bound. Used on the loop only."""
+
+    def __init__(self, limits: Limits, workers: int) -> None:
+        self._limits = limits
+        self._slots = asyncio.Semaphore(workers)
+        self._open = _new_session(limits, public_only=False)
+        self._guarded = _new_session(limits, public_only=True)
+
+    @classmethod
+    async def open(cls, limits: Limits, workers: int) -> _Client:
+        """Built on the loop: aiohttp sessions belong to the loop that creates them."""
+        return cls(limits, workers)
+
+    async def fetch(self, request: Request) -> Response:
+        async with self._slots:
+            started = time.monotonic()
+            session = self._guarded if request.public_only else self._open
+            try:
+                return await _fetch_once(session, request.url, self._limits, started)
+            except Exception as error:  # every library error becomes a FetchError, right here
+                raise ERRORS.translate(error, self._limits) from None
+
+    async def close(self) -> None:
+        current = asyncio.current_task()
+        in_flight = [task for task in asyncio.all_tasks() if task is not current]
+        for task in in_flight:
+            task.cancel()
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=_CANCEL_GRACE)
+        await self._open.close()
+        await self._guarded.close()
+
+
+async def _fetch_once(
+    session: aiohttp.ClientSession, url: str, limits: Limits, started: float
+) -> Response:
+    """GET `url` once, without following redirects; the body is not read for a redirect."""
+    async with session.get(url, allow_redirects=False) as answer:
+        headers = fold_headers(answer.headers.items())
+        remote_address = answer.remote_address if isinstance(answer, _Answer) else None
+        body = b""
+        if answer.status not in REDIRECT_STATUSES:
+            refuse_undecodable(headers, _DECODABLE)
+            budget = BodyBudget(limits, started, headers)
+            async for chunk in answer.content.iter_chunked(CHUNK):
+                budget.add(chunk)
+            body = budget.body()
+        return Response(
+            url=url,
+            status=answer.status,
+            reason=answer.reason or "",
+            headers=headers,
+            body=body,
+            elapsed=time.monotonic() - started,
+            remote_address=remote_address,
+        )
+
+
+class _Answer(aiohttp.ClientResponse):
+    """A ClientResponse that keeps its peer's address: aiohttp hands the connection back
+    as soon as a small body is in, and the transport goes with it."""
+
+    remote_address: str | None = None
+
+    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
+        transport = connection.transport
+        peer = transport.get_extra_info("peername") if transport else None
+        self.remote_address = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        return await super().start(connection)
+
+
+def _new_session(limits: Limits, *, public_only: bool) -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(
+        total=limits.timeout, sock_connect=limits.timeout, sock_read=limits.timeout
+    )
+    resolver = _PublicOnlyResolver() if public_only else aiohttp.ThreadedResolver()
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=resolver),
+        timeout=timeout,
+        response_class=_Answer,
+        headers={"User-Agent": limits.user_agent},
+        trace_configs=[_literal_guard()] if public_only else None,
+    )
+
+
+class _PublicOnlyResolver(aiohttp.ThreadedResolver):
+    """Resolves as usual, then keeps only global addresses; none left is PrivateAddress."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await super().resolve(host, port, family)
+        public = [result for result in found if is_public(result["host"])]
+        if found and not public:
+            refuse_private(host, found[0]["host"])
+        return public
+
+
+def _literal_guard() -> aiohttp.TraceConfig:
+    """Checks IP-literal hosts before connecting: aiohttp connects to those unresolved."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(_refuse_private_literal)
+    return trace
+
+
+async def _refuse_private_literal(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestStartParams,
+) -> None:
+    host = params.url.raw_host or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name: the resolver decides
+    refuse_private(host, host)
+
+
+# Checked in order: the first matching row gives the kind. aiohttp wraps the resolver's
+# and the decompressor's errors, hence the causes.
+ERRORS = ErrorTable(
+    causes=(
+        ((socket.gaierror,), ErrorKind.DNS),
+        ((aiohttp.http_exceptions.ContentEncodingError,), ErrorKind.DECODE),
+    ),
+    rows=(
+        ((aiohttp.ClientSSLError,), ErrorKind.TLS),
+        ((asyncio.TimeoutError, aiohttp.ServerTimeoutError), ErrorKind.TIMEOUT),
+        ((aiohttp.InvalidURL,), ErrorKind.INVALID_URL),
+        ((aiohttp.ClientConnectionError, aiohttp.ClientPayloadError), ErrorKind.CONNECT),
+    ),
+)

@@ -1,0 +1,135 @@
+"""What every strategy does the same way with one HTTP exchange, whichever library carries it.
+
+    fold_headers        lower-case names, repeated headers joined with ", "
+    refuse_undecodable  a Content-Encoding the library cannot decode is `decode`, not a page
+    BodyBudget          the size cap (counted after decompression) and the attempt's deadline
+    refuse_private      the connect-time guard of `Request.public_only`
+    ErrorTable          one library's exceptions mapped to the record's error kinds, so
+                        every strategy gives the same kind for the same failure
+
+The libraries differ in how they read (requests' `read1`, aiohttp's `iter_chunked`) and in
+what they raise; these rules must not, or a crawl's records would depend on `--fetch`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from scraper.errors import ErrorKind, FetchError, PrivateAddress, ResponseError, TransportError
+from scraper.fetch.base import Limits
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+CHUNK = 64 * 1024
+
+
+def fold_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header names lower-cased, repeated headers joined with ", " in the order received."""
+    folded: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        folded[key] = f"{folded[key]}, {value}" if key in folded else value
+    return folded
+
+
+def refuse_undecodable(headers: dict[str, str], decodable: Collection[str]) -> None:
+    """Raise `decode` for a body in a Content-Encoding that the library would pass on as it
+    came (both requests and aiohttp do, for codings they do not know): compressed bytes
+    must never be taken for the page. One coding at a time: a stacked "gzip, br" is
+    refused too, since aiohttp would not decode it."""
+    coding = headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity") and coding not in decodable:
+        raise ResponseError(f"cannot decode Content-Encoding {coding!r}", ErrorKind.DECODE)
+
+
+class BodyBudget:
+    """Collects a body's decompressed chunks, failing as soon as one limit is passed.
+
+    The deadline is checked between chunks, so a server that trickles a byte at a time
+    ends at `timeout` even though every single read is quick; the size is counted after
+    decompression, so a gzip bomb ends at `max_bytes` instead of filling memory.
+    """
+
+    def __init__(self, limits: Limits, started: float, headers: dict[str, str]) -> None:
+        self._max_bytes = limits.max_bytes
+        self._deadline = started + limits.timeout
+        self._chunks: list[bytes] = []
+        self._size = 0
+        declared = headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > self._max_bytes:
+            raise ResponseError(
+                f"Content-Length {declared} exceeds {self._max_bytes} bytes", ErrorKind.TOO_LARGE
+            )
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._max_bytes:
+            raise ResponseError(f"body exceeds {self._max_bytes} bytes", ErrorKind.TOO_LARGE)
+        if time.monotonic() > self._deadline:
+            raise TransportError("body not complete within the timeout", ErrorKind.TIMEOUT)
+        self._chunks.append(chunk)
+
+    def body(self) -> bytes:
+        return b"".join(self._chunks)
+
+
+def is_public(address: str) -> bool:
+    """True for a global IP address; False for loopback, private, link-local, reserved...
+    and for anything that is not an IP address at all (fail closed)."""
+    try:
+        return ipaddress.ip_address(address).is_global
+    except ValueError:
+        return False
+
+
+def refuse_private(host: str, address: str) -> None:
+    """Raise PrivateAddress unless `address`, where `host` led, is public.
+
+    Called with the address actually connected to, or the only ones the connection may
+    use, never with the URL's text alone: a public name that resolves to 10.0.0.1 must be
+    caught.
+    """
+    if not is_public(address):
+        raise PrivateAddress(f"{host} is at {address}, which is not a public address")
+
+
+ErrorRows = tuple[tuple[tuple[type[BaseException], ...], ErrorKind], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorTable:
+    """How one HTTP library's exceptions become FetchErrors: the one place they are mapped.
+
+    Libraries wrap the exception that tells what happened ("name not known", "cannot
+    decode gzip") in one that tells where, so `causes` are looked for anywhere in an
+    error's chain first; then `rows` are matched against the error itself. In both, rows
+    are checked in order and the first match gives the kind; anything else is `protocol`.
+    """
+
+    causes: ErrorRows
+    rows: ErrorRows
+
+    def translate(self, error: BaseException, limits: Limits) -> FetchError:
+        if isinstance(error, FetchError):
+            return error  # ours already: the size and deadline checks, PrivateAddress
+        kind = next((kind for types, kind in self.causes if _caused_by(error, types)), None)
+        if kind is None:
+            kind = next(
+                (kind for types, kind in self.rows if isinstance(error, types)), ErrorKind.PROTOCOL
+            )
+        if kind is ErrorKind.TIMEOUT:
+            return TransportError(f"no answer within {limits.timeout:g}s", kind)
+        return TransportError(f"{type(error).__name__}: {error}", kind)
+
+
+def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
+    """True when one of `kinds` is anywhere in the error's chain, its `reason` or its args."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, kinds) or any(isinstance(arg, kinds) for arg in seen.args):
+            return True
+        reason = getattr(seen, "reason", None)
+        seen = reason if isinstance(reason, BaseException) else seen.__cause__ or seen.__context__
+    return False

@@ -1,0 +1,382 @@
+"""Every fetch strategy gives the same answers and the same error kinds, over real HTTP.
+
+Against the demo site (its pages and its hostile routes) and a small server of this
+module's own (`rude_server`) for misbehaviour the demo site does not have: a bad status
+line, a hang-up, a body cut short, a body that is not the gzip it claims, a redirect whose
+body never ends. It also echoes the User-Agent it received.
+Time bounds are generous (PATIENCE): they catch hangs, they do not measure speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import importlib.util
+import multiprocessing
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+import yarl
+from aiohttp import web
+
+from scraper import crawl
+from scraper.config import FETCH_STRATEGIES
+from scraper.demo import RunningSite
+from scraper.errors import ErrorKind, FetchError
+from scraper.fetch import Fetcher, Limits, Response, open_fetcher
+from scraper.fetch.processes import ProcessFetcher
+from scraper.records import Request
+
+LIMITS = Limits(timeout=1.0, max_bytes=256 * 1024, user_agent="strategy-tests/1.0")
+PATIENCE = 10 * LIMITS.timeout  # only reached when something hangs; never what a test asserts
+# For close() tests: long enough that a close() that waited for the stall would show.
+STALLED = Limits(timeout=3.0, max_bytes=LIMITS.max_bytes, user_agent=LIMITS.user_agent)
+REFUSED = "http://127.0.0.1:1/"
+HAS_BROTLI = any(importlib.util.find_spec(name) for name in ("brotli", "brotlicffi"))
+
+
+@pytest.fixture(scope="module")
+def fetchers() -> Iterator[dict[str, Fetcher]]:
+    """One fetcher per strategy, shared by the module's tests that only read."""
+    with contextlib.ExitStack() as stack:
+        opened = {}
+        for name in FETCH_STRATEGIES:
+            opened[name] = open_fetcher(name, LIMITS, workers=4)
+            stack.callback(opened[name].close)
+        yield opened
+
+
+@pytest.fixture(params=FETCH_STRATEGIES)
+def strategy(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def fetcher(fetchers: dict[str, Fetcher], strategy: str) -> Fetcher:
+    return fetchers[strategy]
+
+
+def outcome(fetcher: Fetcher, url: str) -> Response | FetchError:
+    try:
+        return fetcher.submit(Request(url)).result(timeout=PATIENCE)
+    except FetchError as error:
+        return error
+
+
+def error_of(fetcher: Fetcher, url: str) -> FetchError:
+    result = outcome(fetcher, url)
+    assert isinstance(result, FetchError), result
+    return result
+
+
+def answer_of(fetcher: Fetcher, url: str) -> Response:
+    result = outcome(fetcher, url)
+    assert isinstance(result, Response), result
+    return result
+
+
+def wait_until(condition: Callable[[], object]) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+# -- the same answer from every strategy ---------------------------------------------------
+
+
+def summary(answer: Response) -> tuple[Any, ...]:
+    """What must not depend on the strategy (the Date header may tick between fetches)."""
+    headers = {name: value for name, value in answer.headers.items() if name != "date"}
+    digest = hashlib.sha256(answer.body).hexdigest()
+    return (answer.url, answer.status, answer.reason, digest, headers, answer.remote_address)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/page/7",
+        "/files/0.bin",
+        "/robots.txt",
+        "/status/404",
+        "/status/503",
+        "/status/204",
+        "/encoding/shift_jis",
+        "/redirect/2",
+        "/redirect-loop",
+    ],
+)
+def test_every_strategy_gives_the_same_response(
+    fetchers: dict[str, Fetcher], demo_site: RunningSite, path: str
+) -> None:
+    url = demo_site.url_for(path)
+    summaries = {name: summary(answer_of(fetcher, url)) for name, fetcher in fetchers.items()}
+    assert len(set(map(repr, summaries.values()))) == 1, summaries
+    url_, status, _, _, headers, _ = summaries["sequential"]
+    assert url_ == url
+    assert all(name == name.lower() for name in headers)
+    if demo_site.body_for(path) is not None:
+        answer = answer_of(fetchers["sequential"], url)
+        assert (status, answer.body) == (200, demo_site.body_for(path))
+
+
+def test_redirects_are_answers_not_followed(fetcher: Fetcher, fresh_site: RunningSite) -> None:
+    answer = answer_of(fetcher, fresh_site.url_for("/redirect/3"))
+    assert (answer.status, answer.headers["location"], answer.body) == (302, "/redirect/2", b"")
+    assert fresh_site.hits == {"/redirect/3": 1}
+
+
+def test_the_remote_address_is_the_peer(fetcher: Fetcher, demo_site: RunningSite) -> None:
+    assert answer_of(fetcher, demo_site.url).remote_address == "127.0.0.1"
+
+
+def test_the_user_agent_comes_from_limits(fetcher: Fetcher, rude_server: str) -> None:
+    answer = answer_of(fetcher, rude_server + "user-agent")
+    assert answer.body.decode() == LIMITS.user_agent
+
+
+# -- the same error kinds from every strategy ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/trickle?bytes=100&interval=0.1", ErrorKind.TIMEOUT),  # 10 s of body, 1 s allowed
+        ("/stall", ErrorKind.TIMEOUT),
+        ("/gzip-bomb?mb=64", ErrorKind.TOO_LARGE),
+        ("/trickle?bytes=1000000&interval=60", ErrorKind.TOO_LARGE),  # declared too large
+        ("/brotli-bomb", ErrorKind.TOO_LARGE if HAS_BROTLI else ErrorKind.DECODE),
+    ],
+)
+def test_hostile_routes_end_in_the_same_kind(
+    fetcher: Fetcher, demo_site: RunningSite, path: str, kind: ErrorKind
+) -> None:
+    started = time.monotonic()
+    error = error_of(fetcher, demo_site.url_for(path))
+    assert error.kind is kind, error
+    assert time.monotonic() - started < PATIENCE
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        (REFUSED, ErrorKind.CONNECT),
+        ("http://nothing-here.invalid/", ErrorKind.DNS),
+        ("http://[::1/", ErrorKind.INVALID_URL),
+    ],
+)
+def test_unreachable_hosts_end_in_the_same_kind(
+    fetcher: Fetcher, url: str, kind: ErrorKind
+) -> None:
+    assert error_of(fetcher, url).kind is kind
+
+
+def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningSite) -> None:
+    https = str(yarl.URL(demo_site.url).with_scheme("https"))
+    assert error_of(fetcher, https).kind is ErrorKind.TLS
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("bad-gzip", ErrorKind.DECODE),
+        ("unknown-coding", ErrorKind.DECODE),
+        ("bad-status-line", ErrorKind.PROTOCOL),
+        ("hang-up", ErrorKind.CONNECT),
+        ("cut-short", ErrorKind.CONNECT),
+    ],
+)
+def test_broken_answers_end_in_the_same_kind(
+    fetcher: Fetcher, rude_server: str, path: str, kind: ErrorKind
+) -> None:
+    assert error_of(fetcher, rude_server + path).kind is kind
+
+
+def test_a_redirect_body_is_never_read(fetcher: Fetcher, rude_server: str) -> None:
+    # Reading the endless body would end at the deadline, in a timeout instead of an answer.
+    answer = answer_of(fetcher, rude_server + "endless-redirect")
+    assert (answer.status, answer.body) == (302, b"")
+
+
+# -- shutting down -------------------------------------------------------------------------
+
+
+def test_close_while_a_request_stalls_returns_promptly(
+    strategy: str, fresh_site: RunningSite
+) -> None:
+    fetcher = open_fetcher(strategy, STALLED, workers=2)
+    submitted: queue.SimpleQueue[Future[Response]] = queue.SimpleQueue()
+    request = Request(fresh_site.url_for("/stall"))
+    # The sequential strategy fetches inside submit(), so submit from a thread of its own.
+    threading.Thread(target=lambda: submitted.put(fetcher.submit(request)), daemon=True).start()
+    wait_until(lambda: "/stall" in fresh_site.hits)
+    started = time.monotonic()
+    fetcher.close()
+    assert time.monotonic() - started < STALLED.timeout  # did not wait for the stall
+    fetcher.close()  # a second close is harmless
+    future = submitted.get(timeout=PATIENCE)
+    assert concurrent.futures.wait([future], timeout=PATIENCE).done == {future}
+    assert future.cancelled() or isinstance(future.exception(), FetchError)
+
+
+@pytest.mark.parametrize("strategy", [name for name in FETCH_STRATEGIES if name != "sequential"])
+def test_close_cancels_queued_requests_and_wakes_their_waiters(
+    strategy: str, fresh_site: RunningSite
+) -> None:
+    fetcher = open_fetcher(strategy, STALLED, workers=1)
+    try:
+        fetcher.submit(Request(fresh_site.url_for("/stall")))
+        wait_until(lambda: "/stall" in fresh_site.hits)
+        queued = [fetcher.submit(Request(fresh_site.url_for(f"/stall?{n}"))) for n in range(3)]
+    finally:
+        fetcher.close()
+    # concurrent.futures.wait counts a cancelled future as done only once it is notified.
+    done = concurrent.futures.wait(queued, timeout=STALLED.timeout / 2).done
+    assert done == set(queued)
+    assert all(future.cancelled() for future in queued)
+    assert set(fresh_site.hits) == {"/stall"}
+
+
+def test_submit_after_close_raises(strategy: str) -> None:
+    fetcher = open_fetcher(strategy, LIMITS, workers=1)
+    fetcher.close()
+    if strategy == "sequential":  # fetches inline: nothing to refuse, nothing left pending
+        return
+    with pytest.raises(RuntimeError):
+        fetcher.submit(Request(REFUSED))
+
+
+def test_a_killed_fetch_process_fails_its_request_and_the_pool_recovers(
+    fresh_site: RunningSite,
+) -> None:
+    before = set(multiprocessing.active_children())
+    slow = Limits(timeout=60.0, max_bytes=LIMITS.max_bytes, user_agent=LIMITS.user_agent)
+    fetcher = ProcessFetcher(slow, workers=1)
+    try:
+        future = fetcher.submit(Request(fresh_site.url_for("/stall")))
+        wait_until(lambda: "/stall" in fresh_site.hits)
+        (worker,) = set(multiprocessing.active_children()) - before
+        worker.kill()
+        error = future.exception(timeout=PATIENCE)
+        assert isinstance(error, FetchError)
+        assert error.kind is ErrorKind.CONNECT
+        assert "process" in error.message
+        answer = fetcher.submit(Request(fresh_site.url)).result(timeout=PATIENCE)
+        assert answer.status == 200
+    finally:
+        fetcher.close()
+
+
+# -- a whole crawl -------------------------------------------------------------------------
+
+
+def crawl_signature(site: RunningSite, strategy: str) -> dict[str, tuple[Any, ...]]:
+    pages = crawl([site.url], depth=3, fetch=strategy, output=None, parse="inline", workers=4)
+    return {page.url: (page.status, page.sha256, tuple(sorted(page.links))) for page in pages}
+
+
+@pytest.fixture(scope="module")
+def reference_crawl(demo_site: RunningSite) -> dict[str, tuple[Any, ...]]:
+    return crawl_signature(demo_site, "sequential")
+
+
+def test_a_crawl_finds_the_same_pages_with_every_strategy(
+    demo_site: RunningSite, reference_crawl: dict[str, tuple[Any, ...]], strategy: str
+) -> None:
+    assert len(reference_crawl) > demo_site.spec.pages / 2
+    assert crawl_signature(demo_site, strategy) == reference_crawl
+
+
+# -- a server that breaks HTTP on purpose ----------------------------------------------------
+
+_routes = web.RouteTableDef()
+_FOREVER = 3600.0
+
+
+@_routes.get("/user-agent")
+async def _user_agent(request: web.Request) -> web.Response:
+    return web.Response(text=request.headers.get("User-Agent", ""))
+
+
+@_routes.get("/bad-gzip")
+async def _bad_gzip(request: web.Request) -> web.Response:
+    return web.Response(body=b"this is not gzip" * 8, headers={"Content-Encoding": "gzip"})
+
+
+@_routes.get("/unknown-coding")
+async def _unknown_coding(request: web.Request) -> web.Response:
+    return web.Response(body=b"LZW-compressed, say", headers={"Content-Encoding": "compress"})
+
+
+@_routes.get("/bad-status-line")
+async def _bad_status_line(request: web.Request) -> web.Response:
+    return await _write_raw(request, b"HELLO, NOT HTTP\r\n\r\n")
+
+
+@_routes.get("/hang-up")
+async def _hang_up(request: web.Request) -> web.Response:
+    return await _write_raw(request, b"")
+
+
+@_routes.get("/cut-short")
+async def _cut_short(request: web.Request) -> web.Response:
+    return await _write_raw(request, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this")
+
+
+async def _write_raw(request: web.Request, data: bytes) -> web.Response:
+    """Write `data` instead of an answer, hang up, and wait to be cancelled."""
+    assert request.transport is not None
+    request.transport.write(data)
+    request.transport.close()
+    await asyncio.sleep(_FOREVER)  # cancelled: the client is gone (handler_cancellation)
+    raise AssertionError("unreachable")
+
+
+@_routes.get("/endless-redirect")
+async def _endless_redirect(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(status=302, headers={"Location": "/user-agent"})
+    await response.prepare(request)
+    try:
+        while True:
+            await response.write(b"x" * 65536)
+            await asyncio.sleep(0.01)
+    except ConnectionResetError:  # the client hung up, as it should
+        return response
+
+
+@contextlib.contextmanager
+def serving(app: web.Application) -> Iterator[str]:
+    """Serve `app` on a port of 127.0.0.1 it binds itself, from a thread; yield its root URL."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.1)
+
+    async def start() -> str:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return f"http://127.0.0.1:{runner.addresses[0][1]}/"
+
+    try:
+        yield asyncio.run_coroutine_threadsafe(start(), loop).result(PATIENCE)
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(PATIENCE)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(PATIENCE)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def rude_server() -> Iterator[str]:
+    app = web.Application()
+    app.add_routes(_routes)
+    with serving(app) as url:
+        yield url
