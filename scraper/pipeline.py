@@ -463,8 +463,9 @@ class _Run:
             reason = SkipReason.INVALID if has_fetchable_scheme(href) else SkipReason.SCHEME
             self._skip(href, reason, request.origin)
         followed = []
+        seen = self.frontier.seen_among(parsed.links)
         for link in parsed.links:
-            if self.frontier.has_seen(link):
+            if link in seen:
                 self.stats.skipped(SkipReason.DUPLICATE.value)
             elif nofollow or depth > self.config.depth:
                 self._skip(link, SkipReason.DEPTH, request.origin)

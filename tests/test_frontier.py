@@ -373,3 +373,12 @@ def test_concurrent_producers_and_consumers_lose_and_duplicate_nothing(
     assert over_limit == []
     assert frontier.is_exhausted()
     assert frontier.pending() == 0
+
+
+def test_seen_among_answers_for_a_whole_page_of_links(new_frontier: FrontierFactory) -> None:
+    frontier = new_frontier(per_host=4)
+    known = [f"http://example.com/{n}" for n in range(0, 1200, 2)]
+    frontier.add_many([Request(url) for url in known])
+    asked = [f"http://example.com/{n}" for n in range(1200)]  # more than one SQL batch
+    assert frontier.seen_among(asked) == set(known)
+    assert frontier.seen_among([]) == set()

@@ -103,9 +103,9 @@ def test_a_seen_url_stays_a_duplicate_after_reopening(open_state: Opener) -> Non
 
     frontier = open_state()
     for url in (queued, done, leased):
-        assert frontier.has_seen(url)
+        assert url in frontier.seen_among([url])
         assert frontier.add(Request(url, depth=2)) is Admission.DUPLICATE
-    assert not frontier.has_seen(f"{A}/new")
+    assert f"{A}/new" not in frontier.seen_among([f"{A}/new"])
     assert frontier.add(Request(f"{A}/new")) is Admission.ADDED
 
 
@@ -213,7 +213,7 @@ def test_settle_of_a_url_the_state_lost_makes_it_seen_and_done(open_state: Opene
     """A record can outlive the state (a power cut lost the last commits): it still counts."""
     frontier = open_state()
     frontier.settle([f"{A}/recorded"])
-    assert frontier.has_seen(f"{A}/recorded")
+    assert f"{A}/recorded" in frontier.seen_among([f"{A}/recorded"])
     assert frontier.add(Request(f"{A}/recorded")) is Admission.DUPLICATE
     assert frontier.is_exhausted()
 

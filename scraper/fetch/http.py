@@ -18,8 +18,11 @@ transport). A redirect's body is never read: the connection is closed instead.
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import time
+import urllib.request
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -52,11 +55,33 @@ def new_session(limits: Limits, *, public_only: bool = False) -> requests.Sessio
     proxy, the proxy and not us would pick the address connected to."""
     session = _Session()
     session.headers["User-Agent"] = limits.user_agent
+    if public_only or not _environment_matters():
+        _settle_environment(session)
     if public_only:
-        session.trust_env = False
         for prefix in ("http://", "https://"):
             session.mount(prefix, _PublicOnlyAdapter())
     return session
+
+
+def _environment_matters() -> bool:
+    """True when the environment asks for per-request decisions: a proxy (with its
+    no_proxy exceptions) or a .netrc with credentials."""
+    return bool(urllib.request.getproxies()) or any(
+        Path(name).expanduser().exists() for name in ("~/.netrc", "~/_netrc")
+    )
+
+
+def _settle_environment(session: requests.Session) -> None:
+    """Read the environment once instead of on every request.
+
+    With `trust_env`, requests walks os.environ for proxies and looks for a .netrc on each
+    request: about 2 ms of CPU per page in a large environment, more than the rest of the
+    exchange. Without proxies or .netrc, the one setting left to honour is the CA bundle.
+    """
+    session.trust_env = False
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
 
 
 class _Session(requests.Session):

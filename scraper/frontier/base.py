@@ -44,8 +44,8 @@ class Frontier(Protocol):
         never on disk before the links it led to."""
         ...
 
-    def has_seen(self, url: str) -> bool:
-        """True when `url` was added before (a link to it needs no decision)."""
+    def seen_among(self, urls: Iterable[str]) -> set[str]:
+        """The URLs of `urls` that were added before: one question for a page's links."""
         ...
 
     def first_skip(self, url: str) -> bool:

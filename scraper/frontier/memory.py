@@ -38,8 +38,8 @@ class MemoryFrontier(ScheduledFrontier):
         self._enqueue(request)
         return Admission.ADDED
 
-    def _store_has_seen(self, url: str) -> bool:
-        return url in self._seen
+    def _store_seen_among(self, urls: set[str]) -> set[str]:
+        return urls & self._seen
 
     def _store_first_skip(self, url: str) -> bool:
         if url in self._skips:

@@ -60,9 +60,9 @@ class ScheduledFrontier:
             self._changed.notify_all()
             return admissions
 
-    def has_seen(self, url: str) -> bool:
+    def seen_among(self, urls: Iterable[str]) -> set[str]:
         with self._changed:
-            return self._store_has_seen(url)
+            return self._store_seen_among(set(urls))
 
     def first_skip(self, url: str) -> bool:
         """True the first time `url` is reported skipped, so skipped.jsonl lists it once."""
@@ -145,7 +145,7 @@ class ScheduledFrontier:
     def _store_add(self, request: Request) -> Admission:
         raise NotImplementedError
 
-    def _store_has_seen(self, url: str) -> bool:
+    def _store_seen_among(self, urls: set[str]) -> set[str]:
         raise NotImplementedError
 
     def _store_first_skip(self, url: str) -> bool:

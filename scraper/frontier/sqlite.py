@@ -35,6 +35,7 @@ from scraper.records import Request
 from scraper.urls import host_of
 
 BATCH = 64  # queued URLs per host held in RAM; the rest stay on disk
+_MAX_PARAMETERS = 500  # SQLite allows at least 999 parameters per statement
 COMMIT_EVERY = 0.5  # seconds between commits of lease state changes
 
 PENDING, LEASED, DONE = 0, 1, 2
@@ -182,6 +183,17 @@ class SQLiteFrontier(ScheduledFrontier):
     @_translating_errors
     def _store_has_seen(self, url: str) -> bool:
         return self._db.execute("SELECT 1 FROM urls WHERE url = ?", (url,)).fetchone() is not None
+
+    @_translating_errors
+    def _store_seen_among(self, urls: set[str]) -> set[str]:
+        seen: set[str] = set()
+        batch = list(urls)
+        for start in range(0, len(batch), _MAX_PARAMETERS):
+            chunk = batch[start : start + _MAX_PARAMETERS]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT url FROM urls WHERE url IN ({marks})", chunk)
+            seen.update(url for (url,) in rows)
+        return seen
 
     @_translating_errors
     def _store_first_skip(self, url: str) -> bool:
