@@ -200,6 +200,7 @@ _CLASH_ERRORS = (FileExistsError, NotADirectoryError, IsADirectoryError)
 
 
 _TEMP_PREFIX, _TEMP_SUFFIX = "_tmp-", ".part"
+_CHECKED_DIRECTORIES = 4096  # directory chains a FileStore remembers as checked
 
 
 class FileStore:
@@ -211,6 +212,7 @@ class FileStore:
 
     def __init__(self, root: Path) -> None:
         self._root = root
+        self._checked: set[tuple[str, ...]] = set()  # directory chains known to be real
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -261,6 +263,8 @@ class FileStore:
 
         Checking each part with lstat means a symlink is never followed out of `root`.
         """
+        if parts in self._checked:  # directories are only ever added, never replaced
+            return self._root.joinpath(*parts)
         directory = self._root
         for part in parts:
             directory = directory / part
@@ -268,6 +272,9 @@ class FileStore:
                 directory.mkdir()
             if not stat.S_ISDIR(directory.lstat().st_mode):
                 raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(directory))
+        if len(self._checked) >= _CHECKED_DIRECTORIES:
+            self._checked.clear()  # bounded memory; a miss only costs the checks again
+        self._checked.add(parts)
         return directory
 
 
