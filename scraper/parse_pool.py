@@ -9,9 +9,6 @@ show that (`scrape bench`). Whatever the executor, a page's parse ends in a valu
 from __future__ import annotations
 
 import json
-import multiprocessing
-import signal
-import sys
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -21,6 +18,7 @@ from scraper.config import Config, Extractor
 from scraper.errors import ParseError, ParseProcessDied
 from scraper.fetch.base import Response
 from scraper.parse import ParsedPage, parse_page
+from scraper.workers import ignore_sigint, process_context
 
 
 def timed_parse(
@@ -65,21 +63,8 @@ def open_parse_pool(config: Config) -> Executor:
     if config.parse == "threads":
         return ThreadPoolExecutor(config.parsers, thread_name_prefix="parse")
     return _started(
-        ProcessPoolExecutor(config.parsers, mp_context=_context(), initializer=ignore_sigint)
+        ProcessPoolExecutor(config.parsers, mp_context=process_context(), initializer=ignore_sigint)
     )
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    """forkserver, not fork: forking a process that runs threads can copy a held lock.
-
-    The fork server imports the parser's libraries once (lxml, bs4, charset-normalizer), and
-    every parse process forks from it with them loaded, instead of importing them anew.
-    """
-    if not sys.platform.startswith("linux"):
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["scraper.parse_pool"])
-    return context
 
 
 def _started(pool: ProcessPoolExecutor) -> ProcessPoolExecutor:
@@ -87,11 +72,6 @@ def _started(pool: ProcessPoolExecutor) -> ProcessPoolExecutor:
     robots.txt, rather than when the first page arrives and has to wait for them."""
     pool.submit(int)
     return pool
-
-
-def ignore_sigint() -> None:
-    """Parse processes leave Ctrl-C to the main process, which shuts them down in order."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class InlineExecutor(Executor):

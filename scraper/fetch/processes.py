@@ -16,9 +16,6 @@ waiting on a stalled server would otherwise hold the interpreter at exit for `ti
 from __future__ import annotations
 
 import functools
-import multiprocessing
-import signal
-import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,14 +24,15 @@ from scraper.errors import ErrorKind, FetchError, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.fetch.http import Sessions
 from scraper.records import Request
+from scraper.workers import ignore_sigint, process_context
 
 _sessions: Sessions | None = None  # a worker process's own, made when the worker starts
 
 
 def _start_worker(limits: Limits) -> None:
-    """Workers leave Ctrl-C to the main process, which shuts them down in order."""
+    """Each worker makes its own Sessions once, and leaves Ctrl-C to the main process."""
     global _sessions  # noqa: PLW0603 - one set of Sessions per worker process, for its lifetime
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_sigint()
     _sessions = Sessions(limits)
 
 
@@ -83,11 +81,9 @@ class ProcessFetcher:
             return self._pool.submit(_fetch_in_worker, request)
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        # forkserver, not fork: forking a process that runs threads can copy a held lock.
-        method = "forkserver" if sys.platform.startswith("linux") else "spawn"
         return ProcessPoolExecutor(
             self._workers,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=process_context(),
             initializer=_start_worker,
             initargs=(self._limits,),
         )
