@@ -27,6 +27,7 @@ from typing import Any
 import extractors
 import pytest
 from jsonl import read_jsonl
+from processes import GRACE, wait_for
 
 import scraper
 from scraper import Config, Crawler, Page, crawl
@@ -43,7 +44,6 @@ from scraper.urls import canonicalize
 
 FAST = {"backoff": 0, "timeout": 10.0, "parsers": 2}
 DEEP = 50  # deeper than any demo site used here
-GRACE = 10.0  # seconds a test waits for threads and processes to end after a crawl stops
 CRAWL_THREAD = ("fetch-", "dispatch", "parse")
 DOCUMENTED_FIELDS = [
     "url",
@@ -151,16 +151,6 @@ def new_crawl_threads(before: set[threading.Thread]) -> list[str]:
         for thread in threading.enumerate()
         if thread not in before and thread.name.startswith(CRAWL_THREAD)
     ]
-
-
-def wait_for(condition: Any, timeout: float = GRACE) -> Any:
-    """Poll `condition` until it returns something true or `timeout` passes; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def _stat(pid: int) -> tuple[int, str] | None:
@@ -552,12 +542,12 @@ def test_leaving_the_loop_early_stops_the_crawl(latency_site, parse, how):
         assert not closer.is_alive(), "close() of the crawl's iterator did not return"
     assert len(seen) == 3
 
-    stopped = wait_for(lambda: not new_crawl_threads(before))
+    stopped = wait_for(lambda: not new_crawl_threads(before), GRACE)
     assert stopped, f"crawl threads still alive: {new_crawl_threads(before)}"
-    assert wait_for(lambda: not multiprocessing.active_children()), (
+    assert wait_for(lambda: not multiprocessing.active_children(), GRACE), (
         multiprocessing.active_children()
     )
-    assert wait_for(lambda: not worker_processes()), worker_processes()
+    assert wait_for(lambda: not worker_processes(), GRACE), worker_processes()
     hits = sum(latency_site.hits.values())
     assert hits < latency_site.spec.pages
     time.sleep(0.3)
