@@ -35,11 +35,9 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import charset_normalizer
-from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
-from bs4.exceptions import ParserRejectedMarkup
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type hints
 from w3lib.encoding import (
     html_to_unicode,
@@ -51,7 +49,10 @@ from w3lib.encoding import (
 from scraper.errors import InvalidURL, ParseError
 from scraper.urls import canonicalize
 
-Extractor = Callable[[BeautifulSoup, str], Any]
+if TYPE_CHECKING:
+    from bs4 import BeautifulSoup
+
+Extractor = Callable[["BeautifulSoup", str], Any]
 """A user hook: `(soup, url) -> JSON-able value`, stored as the record's `data`."""
 
 HTML_MEDIA_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -281,7 +282,17 @@ def _top_elements(text: str) -> list[_Node]:
 
 
 def _make_soup(text: str) -> BeautifulSoup:
-    """Parse decoded text into the BeautifulSoup tree a user's extraction function gets."""
+    """Parse decoded text into the BeautifulSoup tree a user's extraction function gets.
+
+    bs4 is imported here, on the first extraction: a crawl without one never loads it.
+    """
+    from bs4 import (  # noqa: PLC0415  # deliberately late, see above
+        BeautifulSoup,
+        MarkupResemblesLocatorWarning,
+        XMLParsedAsHTMLWarning,
+    )
+    from bs4.exceptions import ParserRejectedMarkup  # noqa: PLC0415
+
     with warnings.catch_warnings():
         # bs4 warns when a short document looks like a URL or file name, or starts with
         # <?xml. A crawler parses whatever servers send as HTML, so both are expected and

@@ -1,9 +1,11 @@
-"""The parse stage's executors: where `parse_page` runs, and how its results come back.
+"""The parse stage's executors: where a fetched HTML page is saved and parsed, and how the
+result comes back.
 
 `--parse processes` (the default) runs it in a process pool, because HTML parsing is
 CPU-bound Python and the GIL would serialize it in threads; `threads` and `inline` exist to
-show that (`scrape bench`). Whatever the executor, a page's parse ends in a value: a
-`(ParsedPage, seconds)` pair or a `ParseError` — never an exception in the collector.
+show that (`scrape bench`). Whatever the executor, a page's parse ends in a value, a
+`PageWork` or a `ParseError`, never an exception in the collector. The one exception is
+OutputError: a body that cannot be saved (a full disk) ends the crawl.
 """
 
 from __future__ import annotations
@@ -12,20 +14,46 @@ import json
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 
 from scraper.config import Config, Extractor
-from scraper.errors import ParseError, ParseProcessDied
+from scraper.errors import OutputError, ParseError, ParseProcessDied
 from scraper.fetch.base import Response
 from scraper.parse import ParsedPage, parse_page
-from scraper.workers import ignore_sigint, process_context
+from scraper.sinks import FileStore
+from scraper.workers import ignore_sigint, preload_for, process_context
 
 
-def timed_parse(
-    url: str, response: Response, extract: Extractor | None
-) -> tuple[ParsedPage, float]:
-    """The function the parse pool runs: parse one page and say how long it took."""
+@dataclass(frozen=True, slots=True)
+class PageWork:
+    """What the parse stage made of one page: where its body was saved, and its parse."""
+
+    saved: str | None
+    parsed: ParsedPage | ParseError
+    seconds: float  # spent parsing
+
+
+def save_and_parse(
+    url: str, origin: str, response: Response, extract: Extractor | None, files: FileStore | None
+) -> PageWork:
+    """The function the parse pool runs: save the body under `origin`, then parse it as `url`.
+
+    The page is saved here rather than in the collector because creating a file costs
+    kernel time (about a millisecond a file on this project's test machine); in the pool
+    that time runs beside the collector instead of inside it. A failed save raises
+    OutputError. A failed parse is a value, so the record still names the saved file.
+    """
+    saved = str(files.save(origin, response.body)) if files is not None else None
     started = time.perf_counter()
+    try:
+        parsed: ParsedPage | ParseError = _parse(url, response, extract)
+    except Exception as error:  # a parse never takes the crawl down: it becomes the record's
+        parsed = _as_parse_error(error)
+    return PageWork(saved, parsed, time.perf_counter() - started)
+
+
+def _parse(url: str, response: Response, extract: Extractor | None) -> ParsedPage:
     parsed = parse_page(
         url,
         response.headers.get("content-type"),
@@ -38,17 +66,22 @@ def timed_parse(
             json.dumps(parsed.data, allow_nan=False)
         except (TypeError, ValueError) as error:
             raise ParseError(f"the extraction returned what JSON cannot encode: {error}") from None
-    return parsed, time.perf_counter() - started
+    return parsed
 
 
-def parse_result(
-    future: Future[tuple[ParsedPage, float]],
-) -> tuple[ParsedPage, float] | ParseError:
+def parse_result(future: Future[PageWork]) -> PageWork | ParseError:
+    """A finished `save_and_parse` as a value; raises OutputError if the page was not saved."""
     if future.cancelled():
         return ParseError("parsing was cancelled")
     error = future.exception()
     if error is None:
         return future.result()
+    if isinstance(error, OutputError):
+        raise error
+    return _as_parse_error(error)
+
+
+def _as_parse_error(error: BaseException) -> ParseError:
     if isinstance(error, ParseError):
         return error
     if isinstance(error, BrokenProcessPool):
@@ -62,8 +95,9 @@ def open_parse_pool(config: Config) -> Executor:
         return InlineExecutor()
     if config.parse == "threads":
         return ThreadPoolExecutor(config.parsers, thread_name_prefix="parse")
+    context = process_context(preload_for(config.fetch))
     return _started(
-        ProcessPoolExecutor(config.parsers, mp_context=process_context(), initializer=ignore_sigint)
+        ProcessPoolExecutor(config.parsers, mp_context=context, initializer=ignore_sigint)
     )
 
 

@@ -43,6 +43,7 @@ from scraper.errors import (
     ErrorKind,
     FetchError,
     InvalidURL,
+    OutputError,
     ParseError,
     ParseProcessDied,
     TransportError,
@@ -52,7 +53,7 @@ from scraper.fetch.policy import FetchPolicy, Finish, Follow, Retry
 from scraper.frontier import Admission, Frontier
 from scraper.outcome import is_ok, page_for
 from scraper.parse import ParsedPage, is_html
-from scraper.parse_pool import open_parse_pool, parse_result, timed_parse
+from scraper.parse_pool import PageWork, open_parse_pool, parse_result, save_and_parse
 from scraper.politeness import RobotsGate, RobotsRules, Verdict, agent_token, robots_url
 from scraper.records import Page, Request, Skipped, SkipReason
 from scraper.sinks import CrawlOutput
@@ -91,17 +92,17 @@ class _Failed:
 @dataclass(frozen=True, slots=True)
 class _Parsed:
     job: _ParseJob
-    result: tuple[ParsedPage, float] | ParseError
+    result: PageWork | ParseError
 
 
 @dataclass(slots=True)
 class _ParseJob:
-    """A fetched HTML page on its way through the parse pool."""
+    """A fetched page: on its way through the parse pool if HTML, else saved at once."""
 
     request: Request
     response: Response
-    saved: str | None
     sha256: str
+    saved: str | None = None  # where the body went, once saved
     holds_fetch_slot: bool = True  # until the page enters the parse pool
     alone: bool = False  # parsed with nothing else in the pool: a crash is its own
 
@@ -291,8 +292,11 @@ class _Run:
         """Done-callback of a fetch, run in whatever thread finished it: hand off only."""
         self.events.put(_Fetched(request, _outcome(future)))
 
-    def _on_parsed(self, job: _ParseJob, future: Future[tuple[ParsedPage, float]]) -> None:
-        self.events.put(_Parsed(job, parse_result(future)))
+    def _on_parsed(self, job: _ParseJob, future: Future[PageWork]) -> None:
+        try:
+            self.events.put(_Parsed(job, parse_result(future)))
+        except OutputError as error:  # the page could not be saved: the disk is full
+            self.events.put(_Failed(error))
 
     # -- collecting (the iterating thread) ---------------------------------------------
 
@@ -334,11 +338,14 @@ class _Run:
     def _finished_fetch(self, request: Request, outcome: Response | FetchError) -> Iterator[Page]:
         """The last attempt of a URL is in: record it, or send its page to the parsers."""
         if isinstance(outcome, Response) and _is_good_html(outcome):
-            self.parse_waiting.append(self._save(request, outcome))  # keeps its fetch slot
+            job = _ParseJob(request, outcome, _sha256(outcome.body))
+            self.parse_waiting.append(job)  # keeps its fetch slot; the parse stage saves it
             return
         self._release_fetch_slot()
         if isinstance(outcome, Response):
-            yield self._finish(request, outcome, job=self._save(request, outcome))
+            job = _ParseJob(request, outcome, _sha256(outcome.body))
+            job.saved = self._save(job)
+            yield self._finish(request, outcome, job=job)
         elif request.depth > 0 and outcome.kind is ErrorKind.ROBOTS:
             self.frontier.done(request)
             self._skip(request.origin, SkipReason.ROBOTS, request.parent)
@@ -396,12 +403,11 @@ class _Run:
             self.frontier.reschedule(waiting)
         self._release_fetch_slot()
 
-    def _save(self, request: Request, response: Response) -> _ParseJob:
-        digest = hashlib.sha256(response.body).hexdigest()
-        saved = None
-        if self.output and self.config.save_files and is_ok(response):
-            saved = self.output.save_body(request.origin, response.body)
-        return _ParseJob(request, response, saved, digest)
+    def _save(self, job: _ParseJob) -> str | None:
+        """Save a body the parse stage does not get (or lost): not HTML, or it killed a parser."""
+        if self.output and self.config.save_files and is_ok(job.response):
+            return self.output.save_body(job.request.origin, job.response.body)
+        return None
 
     def _feed_parser(self, parser: Executor) -> Executor:
         """Move waiting pages into the parse pool while it has room; rebuild it if broken.
@@ -421,7 +427,12 @@ class _Run:
                 return parser
             try:
                 future = parser.submit(
-                    timed_parse, job.request.url, job.response, self.config.extract
+                    save_and_parse,
+                    job.request.url,
+                    job.request.origin,
+                    job.response,
+                    self.config.extract,
+                    self.output.files if self.output and self.config.save_files else None,
                 )
             except BrokenProcessPool:
                 _log.warning("a parse process died; starting a new parse pool")
@@ -439,18 +450,22 @@ class _Run:
 
     def _parsed(self, event: _Parsed) -> Iterator[Page]:
         self.parsing -= 1
-        job = event.job
-        if isinstance(event.result, ParseError):
+        job, work = event.job, event.result
+        if isinstance(work, ParseError):  # the pool lost the page (a parse process died)
             self.stats.parse_finished(0.0)
-            if isinstance(event.result, ParseProcessDied) and not job.alone:
+            if isinstance(work, ParseProcessDied) and not job.alone:
                 self.parse_suspects.append(job)
                 return
-            yield self._finish(job.request, job.response, job=job, failure=event.result)
+            job.saved = self._save(job)
+            yield self._finish(job.request, job.response, job=job, failure=work)
             return
-        parsed, seconds = event.result
-        self.stats.parse_finished(seconds)
-        self._follow_links(job.request, job.response, parsed)
-        yield self._finish(job.request, job.response, job=job, parsed=parsed)
+        job.saved = work.saved
+        self.stats.parse_finished(work.seconds)
+        if isinstance(work.parsed, ParseError):
+            yield self._finish(job.request, job.response, job=job, failure=work.parsed)
+            return
+        self._follow_links(job.request, job.response, work.parsed)
+        yield self._finish(job.request, job.response, job=job, parsed=work.parsed)
 
     def _follow_links(self, request: Request, response: Response, parsed: ParsedPage) -> None:
         """Queue the page's links that the crawl follows; account for every other one."""
@@ -459,27 +474,35 @@ class _Run:
         directives = (parsed.meta.robots, response.headers.get("x-robots-tag", ""))
         nofollow = any(_says_nofollow(text, agent) for text in directives)
         public_only = not self.config.allow_private and not _came_from_private(response)
-        for href in parsed.unfetchable:
-            reason = SkipReason.INVALID if has_fetchable_scheme(href) else SkipReason.SCHEME
-            self._skip(href, reason, request.origin)
+        page = request.origin
+        skips = [
+            Skipped(
+                href, SkipReason.INVALID if has_fetchable_scheme(href) else SkipReason.SCHEME, page
+            )
+            for href in parsed.unfetchable
+        ]
         followed = []
         seen = self.frontier.seen_among(parsed.links)
+        duplicates = len(seen)
         for link in parsed.links:
             if link in seen:
-                self.stats.skipped(SkipReason.DUPLICATE.value)
-            elif nofollow or depth > self.config.depth:
-                self._skip(link, SkipReason.DEPTH, request.origin)
+                continue
+            if nofollow or depth > self.config.depth:
+                skips.append(Skipped(link, SkipReason.DEPTH, page))
             elif not self.scope.contains(link):
-                self._skip(link, SkipReason.OFFSITE, request.origin)
+                skips.append(Skipped(link, SkipReason.OFFSITE, page))
             elif self._crosses_into_private(request.url, link):
-                self._skip(link, SkipReason.PRIVATE, request.origin)
+                skips.append(Skipped(link, SkipReason.PRIVATE, page))
             else:
-                followed.append(Request(link, depth, request.origin, public_only=public_only))
+                followed.append(Request(link, depth, page, public_only=public_only))
         for queued, admission in zip(followed, self.frontier.add_many(followed), strict=True):
             if admission is Admission.DUPLICATE:
-                self.stats.skipped(SkipReason.DUPLICATE.value)
+                duplicates += 1
             elif admission is Admission.MAX_PAGES:
-                self._skip(queued.origin, SkipReason.MAX_PAGES, request.origin)
+                skips.append(Skipped(queued.origin, SkipReason.MAX_PAGES, page))
+        if duplicates:
+            self.stats.skipped(SkipReason.DUPLICATE.value, duplicates)
+        self._log_skips(skips)
 
     def _finish(
         self,
@@ -506,12 +529,15 @@ class _Run:
     def _skip(
         self, url: str, reason: SkipReason, parent: str | None, detail: str | None = None
     ) -> None:
-        """Count a URL that will not be fetched and log it once in skipped.jsonl."""
-        if not self.frontier.first_skip(url):
-            return
-        self.stats.skipped(reason.value)
-        if self.output and self.config.skipped_log:
-            self.output.skipped(Skipped(url, reason, parent, detail))
+        self._log_skips([Skipped(url, reason, parent, detail)])
+
+    def _log_skips(self, skips: list[Skipped]) -> None:
+        """Count URLs that will not be fetched; log each once in skipped.jsonl, in one write."""
+        first = [skip for skip in skips if self.frontier.first_skip(skip.url)]
+        for skip in first:
+            self.stats.skipped(skip.reason.value)
+        if first and self.output and self.config.skipped_log:
+            self.output.skipped(*first)
 
     def _release_fetch_slot(self) -> None:
         self.fetch_slots.release()
@@ -563,6 +589,10 @@ def _outcome(future: Future[Response]) -> Response | FetchError:
     if isinstance(error, FetchError):
         return error
     return TransportError(f"{type(error).__name__}: {error}", ErrorKind.PROTOCOL)
+
+
+def _sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
 
 
 def _is_good_html(response: Response) -> bool:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -29,6 +31,7 @@ import secrets
 import stat
 import string
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -218,6 +221,11 @@ class FileStore:
         except OSError as error:
             raise OutputError(f"cannot create {root}: {error.strerror}") from error
 
+    def __reduce__(self) -> tuple[Any, tuple[Path]]:
+        """Sent to a parse process, a store arrives as that process's own store for the same
+        root: its directory cache is built once per process, not shipped with every page."""
+        return (_store_in_this_process, (self._root,))
+
     def remove_partials(self) -> int:
         """Delete temporary files a killed run left half-written; return how many.
 
@@ -238,15 +246,37 @@ class FileStore:
         newcomer goes to `_clash/<sha256 of url>`. Raises OutputError if writing fails.
         """
         relative = url_to_path(url)
+        with self._turn():
+            try:
+                return self._save_at(relative, body)
+            except _CLASH_ERRORS:
+                fallback = PurePosixPath(CLASH_DIR, hashlib.sha256(url.encode()).hexdigest())
+                _log.info("file/folder clash at %s: saving %s as %s", relative, url, fallback)
+            try:
+                return self._save_at(fallback, body)
+            except _CLASH_ERRORS as error:
+                raise OutputError(f"cannot save {url} as {fallback}: {error}") from error
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Hold the store's lock: one save at a time across the crawl's threads and processes.
+
+        Two processes creating files in one directory at once spend about ten times the
+        kernel time of creating them one after the other (measured on ext4 with two parse
+        processes saving pages: 1.9 ms instead of 0.16 ms a file, spinning on the directory's
+        lock), so saves take turns. The lock is flock on the root directory, opened anew for
+        each save: every open holds the lock on its own, so threads take turns as well, and a
+        process that dies lets go of it.
+        """
         try:
-            return self._save_at(relative, body)
-        except _CLASH_ERRORS:
-            fallback = PurePosixPath(CLASH_DIR, hashlib.sha256(url.encode()).hexdigest())
-            _log.info("file/folder clash at %s: saving %s as %s", relative, url, fallback)
+            descriptor = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as error:
+            raise OutputError(f"cannot open {self._root}: {error.strerror}") from error
         try:
-            return self._save_at(fallback, body)
-        except _CLASH_ERRORS as error:
-            raise OutputError(f"cannot save {url} as {fallback}: {error}") from error
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # and with it the lock
 
     def _save_at(self, relative: PurePosixPath, body: bytes) -> PurePosixPath:
         try:
@@ -276,6 +306,11 @@ class FileStore:
             self._checked.clear()  # bounded memory; a miss only costs the checks again
         self._checked.add(parts)
         return directory
+
+
+@functools.lru_cache(maxsize=8)
+def _store_in_this_process(root: Path) -> FileStore:
+    return FileStore(root)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -331,13 +366,13 @@ class JsonlWriter:
         except OSError as error:
             raise OutputError(f"cannot open {path}: {error}") from error
 
-    def write(self, obj: Mapping[str, Any]) -> None:
-        """Write `obj` as one line.
+    def write(self, *objs: Mapping[str, Any]) -> None:
+        """Write each of `objs` as one line, all of them in one system call.
 
         Raises OutputError if writing fails, with the file as it was before, and ValueError
-        or TypeError, with nothing written, if `obj` is not JSON (NaN and infinities too).
+        or TypeError, with nothing written, if an object is not JSON (NaN and infinities too).
         """
-        line = memoryview(_json_line(obj))
+        line = memoryview(b"".join(_json_line(obj) for obj in objs))
         try:
             written = 0
             while written < len(line):  # an unbuffered write may take only part of it
@@ -411,6 +446,11 @@ class CrawlOutput:
         self._pages = JsonlWriter(directory / PAGES_FILE, append=append)
         self._skipped = JsonlWriter(directory / SKIPPED_FILE, append=append)
 
+    @property
+    def files(self) -> FileStore:
+        """Where response bodies are saved; the parse stage saves the HTML pages it parses."""
+        return self._files
+
     def save_body(self, url: str, body: bytes) -> str:
         """Save a response body; return its path relative to the output directory."""
         return str(self._files.save(url, body))
@@ -418,8 +458,8 @@ class CrawlOutput:
     def record(self, page: Page) -> None:
         self._pages.write(page.to_json())
 
-    def skipped(self, skipped: Skipped) -> None:
-        self._skipped.write(skipped.to_json())
+    def skipped(self, *skipped: Skipped) -> None:
+        self._skipped.write(*(skip.to_json() for skip in skipped))
 
     def close(self, stats: StatsSnapshot | None) -> None:
         """Close the JSONL files and write the final stats.json, when there are stats."""

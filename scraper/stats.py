@@ -117,9 +117,9 @@ class Stats:
             if record.get("status") is not None:
                 self._statuses[str(record["status"])] += 1
 
-    def skipped(self, reason: str) -> None:
+    def skipped(self, reason: str, count: int = 1) -> None:
         with self._lock:
-            self._skipped[reason] += 1
+            self._skipped[reason] += count
 
     def snapshot(self) -> StatsSnapshot:
         with self._lock:

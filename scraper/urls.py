@@ -13,6 +13,7 @@ different resource than the page linked.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -151,9 +152,12 @@ class Scope:
         return Scope(self.hosts | _www_siblings(host), self.domains)
 
     def contains(self, url: str) -> bool:
-        if host_of(url) in self.hosts:
+        authority = host_of(url)
+        if authority in self.hosts:
             return True
-        name = yarl.URL(url).raw_host or ""
+        if not self.domains:
+            return False
+        name = _host_name(authority)
         return any(name == d or name.endswith("." + d) for d in self.domains)
 
 
@@ -173,7 +177,18 @@ def is_private(url: str) -> bool:
     Decided from the URL alone: IP literals and "localhost" names. A public-looking name
     that resolves to a private address is not caught here (that needs the resolver).
     """
-    host = (yarl.URL(url).raw_host or "").rstrip(".")
+    return _is_private_host(_host_name(host_of(url)).rstrip("."))
+
+
+# Both run for every link of every page, and a crawl meets few hosts: cache per host.
+@functools.lru_cache(maxsize=4096)
+def _host_name(authority: str) -> str:
+    """The host name in `host_of`'s answer, without port or IPv6 brackets."""
+    return yarl.URL(f"http://{authority}/").raw_host or ""
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_private_host(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

@@ -1,10 +1,11 @@
 """How the stages start child processes: the parse pool and the `processes` fetch strategy.
 
 forkserver, not fork: forking a process that runs threads can copy a held lock. The fork
-server imports the libraries the children need once (lxml, bs4, requests…), and every
-child forks from it with them loaded instead of importing them anew: a pool is ready in a
-fraction of a second. Children leave Ctrl-C to the main process, which shuts them down in
-order.
+server imports the modules the children need once, and every child forks from it with them
+loaded instead of importing them anew: a pool is ready in a fraction of a second. Only what
+children need is loaded (the parser; requests only for the `processes` strategy), because
+every child carries it in its RSS. Children leave Ctrl-C to the main process, which shuts
+them down in order.
 """
 
 from __future__ import annotations
@@ -14,14 +15,23 @@ import multiprocessing.context
 import signal
 import sys
 
-PRELOADED = ["scraper.parse_pool", "scraper.fetch.http"]
+PARSER = "scraper.parse_pool"  # what a parse process runs
+FETCHER = "scraper.fetch.http"  # what a `processes` fetch worker runs
 
 
-def process_context() -> multiprocessing.context.BaseContext:
+def preload_for(fetch: str) -> list[str]:
+    """The modules a crawl's child processes need, given its fetch strategy."""
+    return [PARSER, FETCHER] if fetch == "processes" else [PARSER]
+
+
+def process_context(preload: list[str]) -> multiprocessing.context.BaseContext:
+    """The context child pools start from. The fork server starts with the first pool and
+    loads `preload` then; a later pool's list does not change it, so the first pool of a
+    crawl (the parse pool) asks for everything the crawl's children need."""
     if not sys.platform.startswith("linux"):
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOADED)
+    context.set_forkserver_preload(preload)
     return context
 
 

@@ -287,3 +287,20 @@ def test_an_unusable_state_path_raises_output_error(tmp_path: Path, where: str) 
     with pytest.raises(OutputError) as raised:
         SQLiteFrontier(path, per_host=4).close()
     assert str(path) in str(raised.value)
+
+
+def test_urls_forgotten_by_the_ram_cache_are_still_known_from_disk(
+    open_state: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the most recent URLs are remembered in RAM; older ones are asked of the table,
+    so a URL met long ago is still a duplicate and still skipped only once."""
+    monkeypatch.setattr("scraper.frontier.sqlite.RECENT", 4)
+    frontier = open_state()
+    urls = [f"{A}/{n}" for n in range(20)]  # five times what RAM remembers
+    assert frontier.add_many([Request(url) for url in urls]) == [Admission.ADDED] * 20
+    assert [frontier.first_skip(f"{B}/{n}") for n in range(20)] == [True] * 20
+
+    assert frontier.seen_among([*urls, f"{A}/new"]) == set(urls)
+    assert frontier.add(Request(urls[0])) is Admission.DUPLICATE
+    assert not any(frontier.first_skip(f"{B}/{n}") for n in range(20))
+    assert frontier.add(Request(f"{A}/new")) is Admission.ADDED

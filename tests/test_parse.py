@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -294,7 +296,7 @@ def test_no_soup_is_built_without_an_extractor(monkeypatch):
     def no_soup(*args, **kwargs):
         raise AssertionError("the built-in extraction built a BeautifulSoup tree")
 
-    monkeypatch.setattr("scraper.parse.BeautifulSoup", no_soup)
+    monkeypatch.setattr("bs4.BeautifulSoup", no_soup)
     assert parse(NORMAL_PAGE).title == "The Example Page"
 
 
@@ -516,3 +518,17 @@ def test_parse_page_never_raises_and_returns_canonical_http_links(body, content_
         assert link.startswith(("http://", "https://"))
         assert canonicalize(link) == link
     assert len(set(page.links)) == len(page.links)
+
+
+def test_a_parse_process_loads_neither_the_engine_nor_bs4() -> None:
+    """Every parse process carries what it imports in its RSS (the fork server preloads
+    `scraper.parse_pool`): the HTTP clients, SQLite and bs4 (only for an extractor) stay out."""
+    heavy = ("aiohttp", "requests", "sqlite3", "bs4", "rich", "protego")
+    probe = (
+        "import sys, scraper.parse_pool; "
+        f"print(' '.join(name for name in {heavy!r} if name in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert loaded == []

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import math
 import os
+import pickle
 import re
 import threading
 import unicodedata
@@ -295,6 +297,35 @@ def test_save_writes_the_body_and_returns_its_path(tmp_path: Path) -> None:
     assert saved == PurePosixPath("files/https/example.com/a/b.html")
     assert (tmp_path / saved).read_bytes() == b"<html>"
     assert leftovers(tmp_path) == []
+
+
+def test_a_save_waits_its_turn_while_another_process_saves(tmp_path: Path) -> None:
+    """Saves from the parse processes take turns (flock on the root): concurrent file
+    creation in one directory costs ten times the kernel time. While another holder has
+    the lock, a save does not touch the directory; it finishes once the lock is let go."""
+    store = FileStore(tmp_path / "files")
+    target = tmp_path / "files/http/h/page"
+    holder = os.open(tmp_path / "files", os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    saving = threading.Thread(target=store.save, args=("http://h/page", b"body"))
+    try:
+        saving.start()
+        saving.join(timeout=0.5)
+        assert saving.is_alive() and not target.exists()
+    finally:
+        os.close(holder)
+    saving.join(timeout=10)
+    assert target.read_bytes() == b"body"
+
+
+def test_a_store_sent_to_another_process_saves_under_the_same_root(tmp_path: Path) -> None:
+    """The parse pool gets the store by pickle: only its root travels, and each process
+    keeps one store (with its directory cache) per root."""
+    store = FileStore(tmp_path / "files")
+    arrived = pickle.loads(pickle.dumps(store))
+    assert arrived is pickle.loads(pickle.dumps(store))
+    assert arrived.save("http://h/x", b"body") == PurePosixPath("files/http/h/x")
+    assert (tmp_path / "files/http/h/x").read_bytes() == b"body"
 
 
 def test_saving_again_replaces_the_same_file(tmp_path: Path) -> None:

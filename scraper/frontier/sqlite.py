@@ -35,6 +35,7 @@ from scraper.records import Request
 from scraper.urls import host_of
 
 BATCH = 64  # queued URLs per host held in RAM; the rest stay on disk
+RECENT = 32_768  # URLs of each table remembered in RAM (up to twice as many)
 _MAX_PARAMETERS = 500  # SQLite allows at least 999 parameters per statement
 COMMIT_EVERY = 0.5  # seconds between commits of lease state changes
 
@@ -102,6 +103,8 @@ class SQLiteFrontier(ScheduledFrontier):
         self._parent_id: tuple[str, int | None] = ("", None)  # cache: a page's links share it
         self._last_commit = time.monotonic()
         self._state_changes: list[tuple[int, str]] = []
+        self._known_urls = _Recent(RECENT)  # surely in `urls`: no query needed
+        self._known_skips = _Recent(RECENT)  # surely in `skipped`
         with self._storage():
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -152,6 +155,8 @@ class SQLiteFrontier(ScheduledFrontier):
 
     @_translating_errors
     def _store_add(self, request: Request) -> Admission:
+        if request.origin in self._known_urls:
+            return Admission.DUPLICATE
         if self._max_pages is not None and self._admitted >= self._max_pages:
             seen = self._store_has_seen(request.origin)
             return Admission.DUPLICATE if seen else Admission.MAX_PAGES
@@ -169,6 +174,7 @@ class SQLiteFrontier(ScheduledFrontier):
                 request.public_only,
             ),
         )
+        self._known_urls.add(request.origin)
         if not inserted.rowcount:
             return Admission.DUPLICATE
         self._admitted += 1
@@ -182,23 +188,31 @@ class SQLiteFrontier(ScheduledFrontier):
 
     @_translating_errors
     def _store_has_seen(self, url: str) -> bool:
+        if url in self._known_urls:
+            return True
         return self._db.execute("SELECT 1 FROM urls WHERE url = ?", (url,)).fetchone() is not None
 
     @_translating_errors
     def _store_seen_among(self, urls: set[str]) -> set[str]:
-        seen: set[str] = set()
-        batch = list(urls)
+        seen = {url for url in urls if url in self._known_urls}
+        batch = list(urls - seen)
         for start in range(0, len(batch), _MAX_PARAMETERS):
             chunk = batch[start : start + _MAX_PARAMETERS]
             marks = ", ".join("?" * len(chunk))
             rows = self._db.execute(f"SELECT url FROM urls WHERE url IN ({marks})", chunk)
-            seen.update(url for (url,) in rows)
+            found = [url for (url,) in rows]
+            seen.update(found)
+            for url in found:
+                self._known_urls.add(url)
         return seen
 
     @_translating_errors
     def _store_first_skip(self, url: str) -> bool:
+        if url in self._known_skips:
+            return False
         self._begin()
         added = self._db.execute("INSERT OR IGNORE INTO skipped (url) VALUES (?)", (url,))
+        self._known_skips.add(url)
         self._commit_if_due()
         return added.rowcount == 1
 
@@ -298,3 +312,24 @@ class SQLiteFrontier(ScheduledFrontier):
 
 def _output_error(path: Path, error: sqlite3.Error) -> OutputError:
     return OutputError(f"cannot use the crawl state {path}: {error}")
+
+
+class _Recent:
+    """A set of the most recently added strings, between `size` and `2 * size` of them.
+
+    Most lookups in a crawl are for URLs it met moments ago (every page of a site links
+    its menu), so remembering the recent ones spares most queries, in bounded memory.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._new: set[str] = set()
+        self._old: set[str] = set()
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._new or item in self._old
+
+    def add(self, item: str) -> None:
+        if len(self._new) >= self._size:
+            self._old, self._new = self._new, set()
+        self._new.add(item)
