@@ -12,7 +12,7 @@ from typing import Any
 
 from scraper.errors import ErrorKind, FetchError, ParseError
 from scraper.fetch.base import Response
-from scraper.parse import ParsedPage, media_type
+from scraper.parse import PageMeta, ParsedPage, media_type
 from scraper.records import Page, Request
 
 
@@ -57,7 +57,7 @@ def page_for(
         error = _error(ErrorKind.PARSE, str(failure))
     elif not is_ok(outcome):
         error = _error(ErrorKind.HTTP, f"{outcome.status} {outcome.reason}".strip())
-    page = Page(
+    return Page(
         final_url=outcome.url,
         status=outcome.status,
         ok=error is None,
@@ -68,21 +68,22 @@ def page_for(
         path=saved,
         elapsed_ms=round(outcome.elapsed * 1000),
         **base,
+        **(_parsed_fields(parsed) if parsed is not None else {}),
     )
-    if parsed is None:
-        return page
-    return _with_parsed(page, parsed)
 
 
-def _with_parsed(page: Page, parsed: ParsedPage) -> Page:
-    return dataclasses.replace(
-        page,
-        title=parsed.title,
-        links=parsed.links,
-        text_chars=parsed.text_chars,
-        meta=dataclasses.asdict(parsed.meta),
-        data=parsed.data,
-    )
+def _parsed_fields(parsed: ParsedPage) -> dict[str, Any]:
+    meta = parsed.meta
+    return {
+        "title": parsed.title,
+        "links": parsed.links,
+        "text_chars": parsed.text_chars,
+        "meta": {name: getattr(meta, name) for name in _META_FIELDS},
+        "data": parsed.data,
+    }
+
+
+_META_FIELDS = tuple(field.name for field in dataclasses.fields(PageMeta))
 
 
 def _error(kind: ErrorKind, message: str) -> dict[str, str]:

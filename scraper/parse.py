@@ -31,6 +31,7 @@ compares the two and lists where they part: a DOCTYPE amid text, attribute names
 from __future__ import annotations
 
 import codecs
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -111,6 +112,8 @@ _NON_DOCUMENT_CODECS = frozenset({"unicode-escape", "raw-unicode-escape", "punyc
 # deletes every tab and newline inside it; we clean hrefs the same way before resolving them.
 _C0_CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
 _TAB_OR_NEWLINE = str.maketrans("", "", "\t\n\r")
+# Absolute with a host: resolved without the base ("http:x" and "http:///x" are relative).
+_HAS_AUTHORITY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,9 +358,21 @@ def _absolute(href: str, base: str) -> str | None:
     """The canonical absolute form of `href`, or None when it is not a fetchable URL."""
     cleaned = href.strip(_C0_CONTROL_OR_SPACE).translate(_TAB_OR_NEWLINE)
     try:
+        if _HAS_AUTHORITY.match(cleaned):  # resolved without the base
+            return _resolved(cleaned, None)
+        if cleaned.startswith("/") and not cleaned.startswith("//"):  # needs only its origin
+            return _resolved(cleaned, base[: base.find("/", base.find("//") + 2)])
         return canonicalize(cleaned, base)
     except InvalidURL:
         return None
+
+
+@lru_cache(maxsize=16_384)
+def _resolved(href: str, base: str | None) -> str:
+    """`canonicalize`, remembered: the links of a site's pages are mostly the same few
+    (menus, footers), written absolute or from the root, so a parse process resolves each
+    once instead of once per page. `_absolute` passes only what the answer depends on."""
+    return canonicalize(href, base)
 
 
 def _base_url(elements: _Elements, page_url: str) -> str:

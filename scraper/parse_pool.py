@@ -53,6 +53,15 @@ def save_and_parse(
     return PageWork(saved, parsed, time.perf_counter() - started)
 
 
+def save_and_parse_all(
+    pages: list[tuple[str, str, Response]], extract: Extractor | None, files: FileStore | None
+) -> list[PageWork]:
+    """`save_and_parse` for each `(url, origin, response)` of a batch, in one hand-off."""
+    return [
+        save_and_parse(url, origin, response, extract, files) for url, origin, response in pages
+    ]
+
+
 def _parse(url: str, response: Response, extract: Extractor | None) -> ParsedPage:
     parsed = parse_page(
         url,
@@ -69,8 +78,9 @@ def _parse(url: str, response: Response, extract: Extractor | None) -> ParsedPag
     return parsed
 
 
-def parse_result(future: Future[PageWork]) -> PageWork | ParseError:
-    """A finished `save_and_parse` as a value; raises OutputError if the page was not saved."""
+def parse_result(future: Future[list[PageWork]]) -> list[PageWork] | ParseError:
+    """A finished `save_and_parse_all` as a value; raises OutputError if a page could not be
+    saved."""
     if future.cancelled():
         return ParseError("parsing was cancelled")
     error = future.exception()

@@ -76,7 +76,10 @@ class Page:
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-ready dict, fields in their documented order."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {name: _jsonable(getattr(self, name)) for name in _PAGE_FIELDS}
+
+
+_PAGE_FIELDS = tuple(field.name for field in dataclasses.fields(Page))
 
 
 class SkipReason(str, Enum):

@@ -407,11 +407,16 @@ def _json_line(obj: Mapping[str, Any]) -> bytes:
     Text holding a lone surrogate (undecodable input) has no UTF-8 form; it is written
     with ASCII escapes instead, so the record is kept.
     """
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _COMPACT.encode(obj)
     try:
         return (text + "\n").encode()
     except UnicodeEncodeError:
-        return (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode()
+        return (_COMPACT_ASCII.encode(obj) + "\n").encode()
+
+
+# json.dumps with any non-default option builds a new encoder per call: these are built once.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _drop_torn_tail(path: Path, chunk: int = 1 << 16) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scraper.errors import ParseError
+from scraper.errors import InvalidURL, ParseError
 from scraper.parse import (
     PageMeta,
     ParsedPage,
@@ -532,3 +533,26 @@ def test_a_parse_process_loads_neither_the_engine_nor_bs4() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
     assert loaded == []
+
+
+_HREF_PIECES = st.sampled_from(
+    ["http:", "https:", "//", "/", "\\", "..", ".", "%2e", "a", "b.html", "?q=1", "#f", "@", ":81",
+     "host.example", "mailto:", " "]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hrefs=st.lists(st.lists(_HREF_PIECES, max_size=6).map("".join), max_size=5),
+    base=st.sampled_from(["http://h.example/dir/page.html", "https://u@h.example:8443/a/b?c"]),
+)
+def test_links_resolve_as_canonicalize_resolves_them(hrefs: list[str], base: str) -> None:
+    """Links are resolved with a per-process cache keyed on what the answer depends on
+    (nothing for absolute URLs, the origin for root-relative ones): it must never differ
+    from resolving each link against the page's full URL."""
+    html = "".join(f'<a href="{href}">x</a>' for href in hrefs).encode()
+    expected: dict[str, None] = {}
+    for href in hrefs:
+        with contextlib.suppress(InvalidURL):
+            expected.setdefault(canonicalize(href.strip(), base))
+    assert parse_page(base, "text/html", html).links == tuple(expected)
