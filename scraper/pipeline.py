@@ -8,8 +8,9 @@
                │  └── retry / redirect hop ◄──┐         ▼                         │
                │                              └── collector: the iterating thread │
                │                                   · fetch policy decides          │
-               │                                   · saves the body, submits ──► parse pool
-               └───────── in-scope links ◄──────── · writes the record, yields    (processes)
+               │                                   · HTML: submits, in batches ──► parse pool
+               │                                     (other bodies: saves them)   (processes:
+               └───────── in-scope links ◄──────── · writes the record, yields     save, parse)
                                                      the Page
 
 Bounded hand-offs: at most `workers` fetches are in flight or waiting to be collected
