@@ -25,7 +25,6 @@ def page_for(
     outcome: Response | FetchError,
     *,
     saved: str | None = None,
-    sha256: str | None = None,
     parsed: ParsedPage | None = None,
     failure: ParseError | None = None,
 ) -> Page:
@@ -64,7 +63,7 @@ def page_for(
         error=error,
         content_type=media_type(outcome.headers.get("content-type")),
         bytes=len(outcome.body),
-        sha256=sha256 or hashlib.sha256(outcome.body).hexdigest(),
+        sha256=hashlib.sha256(outcome.body).hexdigest(),
         path=saved,
         elapsed_ms=round(outcome.elapsed * 1000),
         **base,

@@ -360,8 +360,9 @@ def _absolute(href: str, base: str) -> str | None:
     try:
         if _HAS_AUTHORITY.match(cleaned):  # resolved without the base
             return _resolved(cleaned, None)
-        if cleaned.startswith("/") and not cleaned.startswith("//"):  # needs only its origin
-            return _resolved(cleaned, base[: base.find("/", base.find("//") + 2)])
+        origin_end = base.find("/", base.find("//") + 2)
+        if cleaned.startswith("/") and not cleaned.startswith("//") and origin_end > 0:
+            return _resolved(cleaned, base[:origin_end])  # needs only the base's origin
         return canonicalize(cleaned, base)
     except InvalidURL:
         return None

@@ -14,7 +14,7 @@ import json
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from scraper.config import Config, Extractor
@@ -70,12 +70,14 @@ def _parse(url: str, response: Response, extract: Extractor | None) -> ParsedPag
         extract,
         content_language=response.headers.get("content-language"),
     )
-    if parsed.data is not None:
-        try:
-            json.dumps(parsed.data, allow_nan=False)
-        except (TypeError, ValueError) as error:
-            raise ParseError(f"the extraction returned what JSON cannot encode: {error}") from None
-    return parsed
+    if parsed.data is None:
+        return parsed
+    try:
+        encoded = json.dumps(parsed.data, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ParseError(f"the extraction returned what JSON cannot encode: {error}") from None
+    # Plain values from here on: a bs4 string passes as a str but pickles its whole tree.
+    return replace(parsed, data=json.loads(encoded))
 
 
 def parse_result(future: Future[list[PageWork]]) -> list[PageWork] | ParseError:

@@ -25,15 +25,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import hashlib
 import ipaddress
 import logging
 import queue
 import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
@@ -46,7 +45,6 @@ from scraper.errors import (
     InvalidURL,
     OutputError,
     ParseError,
-    ParseProcessDied,
     TransportError,
 )
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher
@@ -68,6 +66,7 @@ from scraper.urls import (
     host_of,
     is_private,
 )
+from scraper.workers import terminate_pool
 
 _log = logging.getLogger(__name__)
 
@@ -99,12 +98,10 @@ class _Parsed:
 
 @dataclass(slots=True)
 class _ParseJob:
-    """A fetched page: on its way through the parse pool if HTML, else saved at once."""
+    """A fetched HTML page on its way through the parse pool."""
 
     request: Request
     response: Response
-    sha256: str
-    saved: str | None = None  # where the body went, once saved
     holds_fetch_slot: bool = True  # until the page enters the parse pool
     alone: bool = False  # parsed with nothing else in the pool: a crash is its own
 
@@ -340,14 +337,12 @@ class _Run:
     def _finished_fetch(self, request: Request, outcome: Response | FetchError) -> Iterator[Page]:
         """The last attempt of a URL is in: record it, or send its page to the parsers."""
         if isinstance(outcome, Response) and _is_good_html(outcome):
-            job = _ParseJob(request, outcome, _sha256(outcome.body))
-            self.parse_waiting.append(job)  # keeps its fetch slot; the parse stage saves it
+            # It keeps its fetch slot until it enters the parse pool, which saves it.
+            self.parse_waiting.append(_ParseJob(request, outcome))
             return
         self._release_fetch_slot()
         if isinstance(outcome, Response):
-            job = _ParseJob(request, outcome, _sha256(outcome.body))
-            job.saved = self._save(job)
-            yield self._finish(request, outcome, job=job)
+            yield self._finish(request, outcome, saved=self._save(request, outcome))
         elif request.depth > 0 and outcome.kind is ErrorKind.ROBOTS:
             self.frontier.done(request)
             self._skip(request.origin, SkipReason.ROBOTS, request.parent)
@@ -405,10 +400,10 @@ class _Run:
             self.frontier.reschedule(waiting)
         self._release_fetch_slot()
 
-    def _save(self, job: _ParseJob) -> str | None:
-        """Save a body the parse stage does not get (or lost): not HTML, or it killed a parser."""
-        if self.output and self.config.save_files and is_ok(job.response):
-            return self.output.save_body(job.request.origin, job.response.body)
+    def _save(self, request: Request, response: Response) -> str | None:
+        """Save a body the parse stage does not save: not HTML, or the pool lost its page."""
+        if self.output and self.config.save_files and is_ok(response):
+            return self.output.save_body(request.origin, response.body)
         return None
 
     def _feed_parser(self, parser: Executor) -> Executor:
@@ -430,10 +425,11 @@ class _Run:
                 future = parser.submit(save_and_parse_all, pages, self.config.extract, files)
             except BrokenProcessPool:
                 _log.warning("a parse process died; starting a new parse pool")
-                parser.shutdown(wait=False, cancel_futures=True)
+                if isinstance(parser, ProcessPoolExecutor):
+                    terminate_pool(parser)
                 parser = open_parse_pool(self.config)
-                queue = self.parse_suspects if batch[0].alone else self.parse_waiting
-                queue.extendleft(reversed(batch))
+                requeue = self.parse_suspects if batch[0].alone else self.parse_waiting
+                requeue.extendleft(reversed(batch))
                 continue
             self.parsing += len(batch)
             for job in batch:
@@ -456,81 +452,84 @@ class _Run:
 
     def _parsed(self, event: _Parsed) -> Iterator[Page]:
         self.parsing -= len(event.jobs)
-        results: Sequence[PageWork | ParseError] = (
-            [event.result] * len(event.jobs)  # what befell the batch befell each page
-            if isinstance(event.result, ParseError)
-            else event.result
-        )
-        for job, work in zip(event.jobs, results, strict=True):
-            yield from self._parsed_page(job, work)
+        if isinstance(event.result, ParseError):
+            yield from self._batch_lost(event.jobs, event.result)
+            return
+        for job, work in zip(event.jobs, event.result, strict=True):
+            self.stats.parse_finished(work.seconds)
+            request, response = job.request, job.response
+            if isinstance(work.parsed, ParseError):
+                yield self._finish(request, response, saved=work.saved, failure=work.parsed)
+                continue
+            self._follow_links(request, response, work.parsed)
+            yield self._finish(request, response, saved=work.saved, parsed=work.parsed)
 
-    def _parsed_page(self, job: _ParseJob, work: PageWork | ParseError) -> Iterator[Page]:
-        if isinstance(work, ParseError):  # the pool lost the page (a parse process died)
+    def _batch_lost(self, jobs: list[_ParseJob], error: ParseError) -> Iterator[Page]:
+        """No result came back for a batch (a parse process died, or the result could not
+        be sent back): each page is parsed again alone, so only a page that fails alone is
+        blamed, and its body is saved here."""
+        for job in jobs:
             self.stats.parse_finished(0.0)
-            if isinstance(work, ParseProcessDied) and not job.alone:
+            if not job.alone:
                 self.parse_suspects.append(job)
-                return
-            job.saved = self._save(job)
-            yield self._finish(job.request, job.response, job=job, failure=work)
-            return
-        job.saved = work.saved
-        self.stats.parse_finished(work.seconds)
-        if isinstance(work.parsed, ParseError):
-            yield self._finish(job.request, job.response, job=job, failure=work.parsed)
-            return
-        self._follow_links(job.request, job.response, work.parsed)
-        yield self._finish(job.request, job.response, job=job, parsed=work.parsed)
+                continue
+            saved = self._save(job.request, job.response)
+            yield self._finish(job.request, job.response, saved=saved, failure=error)
 
     def _follow_links(self, request: Request, response: Response, parsed: ParsedPage) -> None:
         """Queue the page's links that the crawl follows; account for every other one."""
-        depth = request.depth + 1
-        agent = self.robots.agent if self.robots else agent_token(self.config.user_agent)
-        directives = (parsed.meta.robots, response.headers.get("x-robots-tag", ""))
-        nofollow = any(_says_nofollow(text, agent) for text in directives)
-        public_only = not self.config.allow_private and not _came_from_private(response)
-        page = request.origin
-        skips = [
-            Skipped(
-                href, SkipReason.INVALID if has_fetchable_scheme(href) else SkipReason.SCHEME, page
-            )
-            for href in parsed.unfetchable
-        ]
-        followed = []
+        parent = request.origin
+        skips = [Skipped(href, _unfetchable_reason(href), parent) for href in parsed.unfetchable]
         seen = self.frontier.seen_among(parsed.links)
+        new_links = [link for link in parsed.links if link not in seen]
+        followed, not_followed = self._sort_links(new_links, request, response, parsed)
+        skips += not_followed
         duplicates = len(seen)
-        for link in parsed.links:
-            if link in seen:
-                continue
-            if nofollow or depth > self.config.depth:
-                skips.append(Skipped(link, SkipReason.DEPTH, page))
-            elif not self.scope.contains(link):
-                skips.append(Skipped(link, SkipReason.OFFSITE, page))
-            elif self._crosses_into_private(request.url, link):
-                skips.append(Skipped(link, SkipReason.PRIVATE, page))
-            else:
-                followed.append(Request(link, depth, page, public_only=public_only))
         for queued, admission in zip(followed, self.frontier.add_many(followed), strict=True):
             if admission is Admission.DUPLICATE:
                 duplicates += 1
             elif admission is Admission.MAX_PAGES:
-                skips.append(Skipped(queued.origin, SkipReason.MAX_PAGES, page))
+                skips.append(Skipped(queued.origin, SkipReason.MAX_PAGES, parent))
         if duplicates:
             self.stats.skipped(SkipReason.DUPLICATE.value, duplicates)
         self._log_skips(skips)
+
+    def _sort_links(
+        self,
+        links: list[str],
+        request: Request,
+        response: Response,
+        parsed: ParsedPage,
+    ) -> tuple[list[Request], list[Skipped]]:
+        """The page's new `links`: requests for those the crawl follows, and the others."""
+        depth, parent = request.depth + 1, request.origin
+        agent = self.robots.agent if self.robots else agent_token(self.config.user_agent)
+        directives = (parsed.meta.robots, response.headers.get("x-robots-tag", ""))
+        nofollow = any(_says_nofollow(text, agent) for text in directives)
+        public_only = not self.config.allow_private and not _came_from_private(response)
+        followed: list[Request] = []
+        skips: list[Skipped] = []
+        for link in links:
+            if nofollow or depth > self.config.depth:
+                skips.append(Skipped(link, SkipReason.DEPTH, parent))
+            elif not self.scope.contains(link):
+                skips.append(Skipped(link, SkipReason.OFFSITE, parent))
+            elif self._crosses_into_private(request.url, link):
+                skips.append(Skipped(link, SkipReason.PRIVATE, parent))
+            else:
+                followed.append(Request(link, depth, parent, public_only=public_only))
+        return followed, skips
 
     def _finish(
         self,
         request: Request,
         outcome: Response | FetchError,
         *,
-        job: _ParseJob | None = None,
+        saved: str | None = None,
         parsed: ParsedPage | None = None,
         failure: ParseError | None = None,
     ) -> Page:
-        saved, sha256 = (job.saved, job.sha256) if job else (None, None)
-        page = self._record(
-            page_for(request, outcome, saved=saved, sha256=sha256, parsed=parsed, failure=failure)
-        )
+        page = self._record(page_for(request, outcome, saved=saved, parsed=parsed, failure=failure))
         self.frontier.done(request)
         return page
 
@@ -548,8 +547,8 @@ class _Run:
     def _log_skips(self, skips: list[Skipped]) -> None:
         """Count URLs that will not be fetched; log each once in skipped.jsonl, in one write."""
         first = [skip for skip in skips if self.frontier.first_skip(skip.url)]
-        for skip in first:
-            self.stats.skipped(skip.reason.value)
+        for reason, count in Counter(skip.reason.value for skip in first).items():
+            self.stats.skipped(reason, count)
         if first and self.output and self.config.skipped_log:
             self.output.skipped(*first)
 
@@ -605,8 +604,9 @@ def _outcome(future: Future[Response]) -> Response | FetchError:
     return TransportError(f"{type(error).__name__}: {error}", ErrorKind.PROTOCOL)
 
 
-def _sha256(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
+def _unfetchable_reason(href: str) -> SkipReason:
+    """Why a link the parser could not make a fetchable URL of is skipped."""
+    return SkipReason.INVALID if has_fetchable_scheme(href) else SkipReason.SCHEME
 
 
 def _is_good_html(response: Response) -> bool:

@@ -209,12 +209,13 @@ _CHECKED_DIRECTORIES = 4096  # directory chains a FileStore remembers as checked
 class FileStore:
     """Saves response bodies under `root` (the output directory's `files/`).
 
-    Safe to call from several threads: each save writes its own temporary file and renames
-    it into place, and directories are only ever added, never removed or replaced.
+    Safe to call from several threads and processes at once: saves take turns (see
+    `_turn`), each writes its own temporary file and renames it into place, and directories
+    are only ever added, never removed or replaced.
     """
 
     def __init__(self, root: Path) -> None:
-        self._root = root
+        self._root = root.absolute()  # a parse process may run in another directory
         self._checked: set[tuple[str, ...]] = set()  # directory chains known to be real
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -266,14 +267,18 @@ class FileStore:
         processes saving pages: 1.9 ms instead of 0.16 ms a file, spinning on the directory's
         lock), so saves take turns. The lock is flock on the root directory, opened anew for
         each save: every open holds the lock on its own, so threads take turns as well, and a
-        process that dies lets go of it.
+        process that dies lets go of it. Where the filesystem has no flock (some network
+        mounts), saves go ahead without taking turns: slower, never wrong.
         """
         try:
             descriptor = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as error:
             raise OutputError(f"cannot open {self._root}: {error.strerror}") from error
         try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+            except OSError as error:
+                _saving_without_turns(self._root, error.strerror)
             yield
         finally:
             os.close(descriptor)  # and with it the lock
@@ -311,6 +316,12 @@ class FileStore:
 @functools.lru_cache(maxsize=8)
 def _store_in_this_process(root: Path) -> FileStore:
     return FileStore(root)
+
+
+@functools.lru_cache(maxsize=8)
+def _saving_without_turns(root: Path, reason: str) -> None:
+    """Say once per store and reason that saves cannot take turns there."""
+    _log.info("cannot lock %s (%s): saving files without taking turns", root, reason)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -367,7 +378,8 @@ class JsonlWriter:
             raise OutputError(f"cannot open {path}: {error}") from error
 
     def write(self, *objs: Mapping[str, Any]) -> None:
-        """Write each of `objs` as one line, all of them in one system call.
+        """Write each of `objs` as one line, all of them together (one write, unless the
+        system takes it in parts).
 
         Raises OutputError if writing fails, with the file as it was before, and ValueError
         or TypeError, with nothing written, if an object is not JSON (NaN and infinities too).

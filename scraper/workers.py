@@ -14,6 +14,7 @@ import multiprocessing
 import multiprocessing.context
 import signal
 import sys
+from concurrent.futures import ProcessPoolExecutor
 
 PARSER = "scraper.parse_pool"  # what a parse process runs
 FETCHER = "scraper.fetch.http"  # what a `processes` fetch worker runs
@@ -37,3 +38,16 @@ def process_context(preload: list[str]) -> multiprocessing.context.BaseContext:
 
 def ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def terminate_pool(pool: ProcessPoolExecutor) -> None:
+    """Shut `pool` down without waiting, and end its workers: one may be stuck on a slow
+    server, or idle in a pool that broke (the pool's own shutdown leaves those running).
+
+    ProcessPoolExecutor.terminate_workers() does this from Python 3.14; before, the
+    worker processes are only reachable through `_processes`.
+    """
+    workers = list((pool._processes or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in {*workers, *(pool._processes or {}).values()}:
+        worker.terminate()

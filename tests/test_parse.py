@@ -544,7 +544,9 @@ _HREF_PIECES = st.sampled_from(
 @settings(max_examples=300, deadline=None)
 @given(
     hrefs=st.lists(st.lists(_HREF_PIECES, max_size=6).map("".join), max_size=5),
-    base=st.sampled_from(["http://h.example/dir/page.html", "https://u@h.example:8443/a/b?c"]),
+    base=st.sampled_from(
+        ["http://h.example/dir/page.html", "https://u@h.example:8443/a/b?c", "https://h.example"]
+    ),
 )
 def test_links_resolve_as_canonicalize_resolves_them(hrefs: list[str], base: str) -> None:
     """Links are resolved with a per-process cache keyed on what the answer depends on

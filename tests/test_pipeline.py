@@ -498,6 +498,13 @@ def test_extracted_data_lands_in_records(demo_site, parse):
     assert all(page.data is None for page in pages if page not in html)
 
 
+def test_extracted_bs4_strings_arrive_as_plain_strings(demo_site):
+    pages = run_crawl([demo_site.url], depth=1, extract=extractors.title_string)
+    titled = [page for page in pages if page.title]
+    assert len(titled) > 5
+    assert all(page.data == page.title and type(page.data) is str for page in titled)
+
+
 @pytest.mark.parametrize("parse", ["processes", "inline"])
 def test_a_raising_extractor_fails_its_page_only(demo_site, parse):
     pages = run_crawl([demo_site.url], depth=1, parse=parse, extract=extractors.fails_on_page_1)

@@ -318,6 +318,20 @@ def test_a_save_waits_its_turn_while_another_process_saves(tmp_path: Path) -> No
     assert target.read_bytes() == b"body"
 
 
+def test_a_store_saves_without_turns_where_the_filesystem_cannot_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some network filesystems refuse flock: taking turns is only for speed, so the save
+    goes ahead."""
+
+    def no_locks(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    saved = FileStore(tmp_path / "files").save("http://h/x", b"body")
+    assert (tmp_path / saved).read_bytes() == b"body"
+
+
 def test_a_store_sent_to_another_process_saves_under_the_same_root(tmp_path: Path) -> None:
     """The parse pool gets the store by pickle: only its root travels, and each process
     keeps one store (with its directory cache) per root."""

@@ -24,7 +24,7 @@ from scraper.errors import ErrorKind, FetchError, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.fetch.http import Sessions
 from scraper.records import Request
-from scraper.workers import FETCHER, ignore_sigint, process_context
+from scraper.workers import FETCHER, ignore_sigint, process_context, terminate_pool
 
 _sessions: Sessions | None = None  # a worker process's own, made when the worker starts
 
@@ -70,7 +70,7 @@ class ProcessFetcher:
             pending, self._pending = self._pending, set()
         for future in pending:
             future.cancel()
-        _terminate(self._pool)
+        terminate_pool(self._pool)
 
     def _submit_to_pool(self, request: Request) -> Future[Response]:
         try:
@@ -116,15 +116,3 @@ def _as_fetch_error(error: BaseException) -> FetchError:
     # BrokenProcessPool: the worker died with this attempt in it (or queued behind it).
     message = f"the fetch process was lost: {type(error).__name__}: {error}"
     return TransportError(message, ErrorKind.CONNECT)
-
-
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Shut the pool down without waiting for a worker stuck on a slow server.
-
-    ProcessPoolExecutor.terminate_workers() does this from Python 3.14; before, the
-    worker processes are only reachable through `_processes`.
-    """
-    workers = list((pool._processes or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for worker in workers:
-        worker.terminate()

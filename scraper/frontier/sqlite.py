@@ -210,10 +210,11 @@ class SQLiteFrontier(ScheduledFrontier):
     def _store_first_skip(self, url: str) -> bool:
         if url in self._known_skips:
             return False
+        # No commit here: the skip is committed by a later one, after its line is written
+        # to skipped.jsonl, so a crash never leaves a skip recorded but unlogged.
         self._begin()
         added = self._db.execute("INSERT OR IGNORE INTO skipped (url) VALUES (?)", (url,))
         self._known_skips.add(url)
-        self._commit_if_due()
         return added.rowcount == 1
 
     @_translating_errors
@@ -315,7 +316,8 @@ def _output_error(path: Path, error: sqlite3.Error) -> OutputError:
 
 
 class _Recent:
-    """A set of the most recently added strings, between `size` and `2 * size` of them.
+    """A set of the most recently added strings: at most `2 * size`, and once it has held
+    `size`, never fewer than the last `size` added.
 
     Most lookups in a crawl are for URLs it met moments ago (every page of a site links
     its menu), so remembering the recent ones spares most queries, in bounded memory.
