@@ -368,7 +368,7 @@ def _absolute(href: str, base: str) -> str | None:
         return None
 
 
-@lru_cache(maxsize=16_384)
+@lru_cache(maxsize=4096)  # ≈ 1 MB per parse process
 def _resolved(href: str, base: str | None) -> str:
     """`canonicalize`, remembered: the links of a site's pages are mostly the same few
     (menus, footers), written absolute or from the root, so a parse process resolves each

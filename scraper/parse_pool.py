@@ -109,8 +109,13 @@ def open_parse_pool(config: Config) -> Executor:
         return ThreadPoolExecutor(config.parsers, thread_name_prefix="parse")
     context = process_context(preload_for(config.fetch))
     return _started(
-        ProcessPoolExecutor(config.parsers, mp_context=context, initializer=ignore_sigint)
+        ProcessPoolExecutor(config.parsers, mp_context=context, initializer=_start_parser)
     )
+
+
+def _start_parser() -> None:
+    """Runs first in every parse process; being in this module, it imports the parser."""
+    ignore_sigint()
 
 
 def _started(pool: ProcessPoolExecutor) -> ProcessPoolExecutor:

@@ -1,11 +1,9 @@
 """How the stages start child processes: the parse pool and the `processes` fetch strategy.
 
 forkserver, not fork: forking a process that runs threads can copy a held lock. The fork
-server imports the modules the children need once, and every child forks from it with them
-loaded instead of importing them anew: a pool is ready in a fraction of a second. Only what
-children need is loaded (the parser; requests only for the `processes` strategy), because
-every child carries it in its RSS. Children leave Ctrl-C to the main process, which shuts
-them down in order.
+server can import the modules the children need once, and every child forks from it with
+them loaded instead of importing them anew (see `preload_for`). Children leave Ctrl-C to the
+main process, which shuts them down in order.
 """
 
 from __future__ import annotations
@@ -21,8 +19,14 @@ FETCHER = "scraper.fetch.http"  # what a `processes` fetch worker runs
 
 
 def preload_for(fetch: str) -> list[str]:
-    """The modules a crawl's child processes need, given its fetch strategy."""
-    return [PARSER, FETCHER] if fetch == "processes" else [PARSER]
+    """What the fork server of a crawl with this fetch strategy should load.
+
+    Nothing for the parse processes alone: there are only a few, each imports the parser
+    as it starts (while the crawl seeds), and a fork server holding it would add its own
+    ≈ 17 MB to the crawl's memory. The `processes` strategy starts a process per worker,
+    so there the preload pays for itself.
+    """
+    return [PARSER, FETCHER] if fetch == "processes" else []
 
 
 def process_context(preload: list[str]) -> multiprocessing.context.BaseContext:
