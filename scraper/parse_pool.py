@@ -40,8 +40,8 @@ def save_and_parse(
     """The function the parse pool runs: save the body under `origin`, then parse it as `url`.
 
     The page is saved here rather than in the collector because creating a file costs
-    kernel time (about a millisecond a file on this project's test machine); in the pool
-    that time runs beside the collector instead of inside it. A failed save raises
+    kernel time (0.2 ms to over a millisecond a file on this project's test machine); in
+    the pool that time runs beside the collector instead of inside it. A failed save raises
     OutputError. A failed parse is a value, so the record still names the saved file.
     """
     saved = str(files.save(origin, response.body)) if files is not None else None
