@@ -22,7 +22,6 @@ crawl, so a slow consumer slows the crawl instead of piling up records.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import ipaddress
@@ -151,6 +150,8 @@ class Crawler:
         the run is told to stop, the step under way is awaited (a generator cannot be
         closed while it runs), and then the crawl is closed.
         """
+        import asyncio  # noqa: PLC0415 (whoever awaits this has it loaded; the CLI need not)
+
         run = self._current = _Run(self.config, self.stats)
         pages = run.pages(urls, ())
         done = object()

@@ -37,6 +37,17 @@ def scrape(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.Comple
     )
 
 
+def loaded_by_import(module: str, candidates: tuple[str, ...]) -> list[str]:
+    """Which of `candidates` a fresh interpreter has loaded after `import module`."""
+    probe = (
+        f"import sys, {module}; "
+        f"print(' '.join(name for name in {candidates!r} if name in sys.modules))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+
+
 def write_list(directory: Path, *lines: str) -> Path:
     path = directory / "list.txt"
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")

@@ -19,6 +19,7 @@ from processes import (
     RUN_TIMEOUT,
     SIGNAL_TIMEOUT,
     kill_session,
+    loaded_by_import,
     scrape,
     scrape_command,
     session_processes,
@@ -171,6 +172,13 @@ def test_without_quiet_a_summary_table_appears(demo_site, tmp_path):
     pages = len(read_jsonl(tmp_path / "output/pages.jsonl"))
     summary = done.stderr[done.stderr.index("scrape summary") :]
     assert re.search(rf"\bpages\W+{pages}\b", summary), summary
+
+
+def test_importing_the_cli_loads_no_engine():
+    """Every parse or fetch process imports the main module again as it starts (the
+    forkserver's children do): the `scrape` command's module must stay that cheap."""
+    engine = ("scraper.pipeline", "requests", "rich", "lxml", "sqlite3", "aiohttp")
+    assert loaded_by_import("scraper.cli", engine) == []
 
 
 def test_help_lists_every_option(tmp_path):

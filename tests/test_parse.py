@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from processes import loaded_by_import
 
 from scraper.errors import InvalidURL, ParseError
 from scraper.parse import (
@@ -525,14 +524,7 @@ def test_a_parse_process_loads_neither_the_engine_nor_bs4() -> None:
     """Every parse process carries what it imports in its RSS (it imports
     `scraper.parse_pool`): the HTTP clients, SQLite and bs4 (only for an extractor) stay out."""
     heavy = ("aiohttp", "requests", "sqlite3", "bs4", "rich", "protego")
-    probe = (
-        "import sys, scraper.parse_pool; "
-        f"print(' '.join(name for name in {heavy!r} if name in sys.modules))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert loaded == []
+    assert loaded_by_import("scraper.parse_pool", heavy) == []
 
 
 _HREF_PIECES = st.sampled_from(
