@@ -26,16 +26,18 @@ import contextlib
 import ctypes
 import dataclasses
 import json
+import math
 import os
 import platform
 import select
+import shlex
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -60,6 +62,7 @@ SAMPLE_INTERVAL = 0.05  # seconds between samples of the crawl tree's RSS
 DEFAULT_OUTPUT = Path("output/bench")
 TABLE_WIDTH = 120  # columns when stdout is a file or a pipe: the table fits unwrapped
 DEFAULT_TIMEOUT = 300.0  # seconds one crawl may take before its tree is killed
+DEFAULT_REPEAT = 3
 SERVER_START_TIMEOUT = 30.0
 ORPHAN_GRACE = 5.0  # seconds the crawl's leftover processes get to exit before SIGKILL
 ONE_AT_A_TIME = frozenset({"sequential"})  # strategies that ignore --workers
@@ -136,7 +139,7 @@ class Row:
         return ceiling_share(self.median.pages_per_s, self.ceiling)
 
 
-# Pure functions: scenario, names, statistics, table.
+# Pure functions: scenario, names, statistics, table, Markdown.
 
 
 def resolve_scenario(
@@ -218,32 +221,46 @@ def summarize(scenario: Scenario, fetch: str, parse: str, runs: Sequence[RunResu
 
 def results_table(scenario: Scenario, rows: Sequence[Row], repeat: int) -> Table:
     """The terminal table: one line per combination, medians of `repeat` crawls."""
-    title = (
-        f"scrape bench · {scenario.name}: {scenario.pages} pages of ~{scenario.page_kb} KB, "
-        f"{scenario.latency_ms:g} ms latency, {scenario.workers} workers, "
-        f"{scenario.frontier} frontier, median of {repeat}"
-    )
     table = Table(
-        title=title, title_justify="left", caption=_caption(scenario, rows), box=box.SIMPLE_HEAD
+        title=f"scrape bench · {_describe(scenario, repeat)}",
+        title_justify="left",
+        caption=_caption(scenario, rows),
+        box=box.SIMPLE_HEAD,
     )
     with_ceiling = scenario.latency_ms > 0
-    headers = ["fetch", "parse", "pages", "pages/s"]
-    headers += ["of ceiling"] if with_ceiling else []
-    headers += ["wall s", "CPU s", "tree MB", "largest MB", "MB/s", "errors"]
-    for header in headers:
-        table.add_column(header, justify="left" if header in ("fetch", "parse") else "right")
+    for header in _headers(with_ceiling=with_ceiling):
+        table.add_column(header, justify="left" if header in _LEFT_ALIGNED else "right")
     for row in rows:
-        table.add_row(*_cells(row, with_ceiling=with_ceiling))
+        table.add_row(*map(escape, _cells(row, with_ceiling=with_ceiling)))
     return table
 
 
+_LEFT_ALIGNED = frozenset({"fetch", "parse"})  # text columns; the figures align right
+
+
+def _describe(scenario: Scenario, repeat: int) -> str:
+    return (
+        f"{scenario.name}: {scenario.pages} pages of ~{scenario.page_kb} KB, "
+        f"{scenario.latency_ms:g} ms latency, {scenario.workers} workers, "
+        f"{scenario.frontier} frontier, median of {repeat}"
+    )
+
+
+def _headers(*, with_ceiling: bool) -> list[str]:
+    """The table's columns, shared by the terminal table and the Markdown one."""
+    headers = ["fetch", "parse", "pages", "pages/s"]
+    headers += ["of ceiling"] if with_ceiling else []
+    return [*headers, "wall s", "CPU s", "tree MB", "largest MB", "MB/s", "errors"]
+
+
 def _cells(row: Row, *, with_ceiling: bool) -> list[str]:
+    """A row's cells as plain text: each table escapes them for its own markup."""
     figures = row.median
     if figures is None:
         blanks = ["—"] * (8 if with_ceiling else 7)
-        return [row.fetch, row.parse, *blanks, escape(f"failed: {row.failure}")]
+        return [row.fetch, row.parse, *blanks, f"failed: {row.failure}"]
     share = [f"{row.share:.0f}% of {row.ceiling:g}"] if with_ceiling else []
-    errors = str(figures.errors) + escape(f" (failed: {row.failure})" if row.failure else "")
+    errors = str(figures.errors) + (f" (failed: {row.failure})" if row.failure else "")
     return [
         row.fetch,
         row.parse,
@@ -268,6 +285,99 @@ def _caption(scenario: Scenario, rows: Sequence[Row]) -> str:
         if any(row.fetch in ONE_AT_A_TIME for row in rows):
             notes.append("one at a time (sequential): 1 / latency")
     return "; ".join(notes)
+
+
+def bench_command(scenario: Scenario, rows: Sequence[Row], *, repeat: int, timeout: float) -> str:
+    """The `scrape bench` command that measured `rows`: the options that differ from their
+    defaults (not the output directory, which changes no figure)."""
+    argv = ["scrape", "bench", "--scenario", scenario.name]
+    named = SCENARIOS[scenario.name]
+    for field in dataclasses.fields(Scenario):
+        value = getattr(scenario, field.name)
+        if value != getattr(named, field.name):
+            argv += ["--" + field.name.replace("_", "-"), _number_text(value)]
+    fetches = tuple(dict.fromkeys(row.fetch for row in rows))
+    parses = tuple(dict.fromkeys(row.parse for row in rows))
+    argv += ["--fetch", ",".join(fetches)] if fetches != defaults.FETCH_STRATEGIES else []
+    argv += ["--parse", ",".join(parses)] if parses != defaults.PARSE_MODES else []
+    argv += ["--repeat", str(repeat)] if repeat != DEFAULT_REPEAT else []
+    argv += ["--timeout", _number_text(timeout)] if timeout != DEFAULT_TIMEOUT else []
+    return shlex.join(argv)
+
+
+def _number_text(value: object) -> str:
+    """An option's value as typed: 50 rather than 50.0."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def results_markdown(
+    scenario: Scenario,
+    rows: Sequence[Row],
+    *,
+    repeat: int,
+    timeout: float,
+    machine: Mapping[str, Any],
+) -> str:
+    """A fragment to paste into a README as is: the command and the machine, the table, and a
+    Mermaid chart that GitHub draws (a failed row is in the table but not in the chart)."""
+    command = bench_command(scenario, rows, repeat=repeat, timeout=timeout)
+    with_ceiling = scenario.latency_ms > 0
+    headers = _headers(with_ceiling=with_ceiling)
+    lines = [
+        f"`{command}` on {machine['cpus']} CPUs, Python {machine['python']} "
+        f"({machine['platform']}); {_describe(scenario, repeat)}.",
+        "",
+        _markdown_line(headers),
+        _markdown_line(":--" if header in _LEFT_ALIGNED else "--:" for header in headers),
+        *(_markdown_line(_cells(row, with_ceiling=with_ceiling)) for row in rows),
+        "",
+        f"{_caption(scenario, rows)}.",
+        "",
+        *_mermaid_chart(scenario, rows, repeat),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_line(cells: Iterable[str]) -> str:
+    """A table line; a cell (a failure's message) keeps its pipes and loses its line breaks."""
+    escaped = [" ".join(cell.splitlines()).replace("|", r"\|") for cell in cells]
+    return f"| {' | '.join(escaped)} |"
+
+
+def _mermaid_chart(scenario: Scenario, rows: Sequence[Row], repeat: int) -> list[str]:
+    """Horizontal bars of median pages/s and, with latency, each row's ceiling as a line.
+
+    Numbers are written without exponents: the xychart grammar has none.
+    """
+    charted = [(row, row.median) for row in rows if row.median is not None]
+    if not charted:
+        return ["No combination finished: no chart."]
+    bars = [figures.pages_per_s for _, figures in charted]
+    with_ceiling = scenario.latency_ms > 0  # then every row has one (sequential its own)
+    ceilings = [row.ceiling or 0.0 for row, _ in charted] if with_ceiling else []
+    labels = ", ".join(_quoted(f"{row.fetch} / {row.parse}") for row, _ in charted)
+    series = [f"    bar [{', '.join(f'{value:.1f}' for value in bars)}]"]
+    if with_ceiling:
+        series.append(f"    line [{', '.join(f'{value:.1f}' for value in ceilings)}]")
+    note = "; the line is the ceiling latency allows" if with_ceiling else ""
+    return [
+        f"Bars: median pages/s of each fetch / parse{note}.",
+        "",
+        "```mermaid",
+        "xychart-beta horizontal",
+        f"    title {_quoted(f'scrape bench · {scenario.name}, median of {repeat}')}",
+        f'    x-axis "fetch / parse" [{labels}]',
+        f'    y-axis "pages/s" 0 --> {max(1, math.ceil(max(bars + ceilings)))}',
+        *series,
+        "```",
+    ]
+
+
+def _quoted(text: str) -> str:
+    """A Mermaid string: quoted, as a label with spaces or slashes must be; it has no escape."""
+    return '"' + text.replace('"', "'") + '"'
 
 
 # Processes: the demo site, and one measured crawl.
@@ -583,7 +693,7 @@ def _progress(result: RunResult) -> str:
     return f"{what}: {result.figures.pages} pages, {result.figures.pages_per_s:.1f} pages/s"
 
 
-# Output: the JSON record and the chart.
+# Output: the JSON record, the chart and the Markdown.
 
 
 def machine_info(load_before: tuple[float, float, float]) -> dict[str, Any]:
@@ -732,8 +842,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--repeat",
         type=_at_least(int, 1),
-        default=3,
-        help="crawls per combination; the table shows medians (default: 3)",
+        default=DEFAULT_REPEAT,
+        help=f"crawls per combination; the table shows medians (default: {DEFAULT_REPEAT})",
     )
     parser.add_argument(
         "--timeout",
@@ -747,7 +857,7 @@ def _parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         default=DEFAULT_OUTPUT,
-        help=f"where results.json and bench.png go (default: {DEFAULT_OUTPUT})",
+        help=f"where results.json, bench.png and bench.md go (default: {DEFAULT_OUTPUT})",
     )
     return parser
 
@@ -796,4 +906,16 @@ def main(argv: Sequence[str]) -> int:
         log.print(f"chart: {chart}")
     else:
         log.print("chart: not drawn: pip install -e '.[plot]' to install matplotlib")
+    markdown = options.output / "bench.md"
+    markdown.write_text(
+        results_markdown(
+            scenario,
+            rows,
+            repeat=options.repeat,
+            timeout=options.timeout,
+            machine=record["machine"],
+        ),
+        encoding="utf-8",
+    )
+    log.print(f"markdown: {markdown}")
     return EXIT_FAILED_ROWS if any(row.failure for row in rows) else EXIT_OK

@@ -87,6 +87,8 @@ class _Node(Protocol):
     def iter(self, *tags: str) -> Iterator[_Node]: ...
     def iterancestors(self, *tags: str) -> Iterator[_Node]: ...
     def itersiblings(self, *tags: object) -> Iterator[_Node]: ...
+    def itertext(self) -> Iterator[str]: ...
+    def clear(self, keep_tail: bool = False) -> None: ...
 
 
 _Elements: TypeAlias = dict[str, list[_Node]]
@@ -114,6 +116,11 @@ _C0_CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
 _TAB_OR_NEWLINE = str.maketrans("", "", "\t\n\r")
 # Absolute with a host: resolved without the base ("http:x" and "http:///x" are relative).
 _HAS_AUTHORITY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\\]")
+# A relative path ("b.html", "../x?q"): its first segment has no ":" (that would be a
+# scheme), so it resolves against the base's directory alone.
+_RELATIVE_PATH = re.compile(r"[^:/?#\\]+(?:[/?#\\]|$)")
+# A base URL's directory: from the "/" that ends its authority to the last "/" of its path.
+_BASE_DIRECTORY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*(/(?:[^?#]*/)?)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +253,8 @@ def parse_page(
         title=_title(elements),
         links=links,
         unfetchable=unfetchable,
-        text_chars=_visible_text_length(tops),
         meta=_meta(elements, base, content_language),
+        text_chars=_visible_text_length(tops),  # last: it empties the hidden elements
         encoding=encoding,
     )
     if extract is None:
@@ -360,9 +367,11 @@ def _absolute(href: str, base: str) -> str | None:
     try:
         if _HAS_AUTHORITY.match(cleaned):  # resolved without the base
             return _resolved(cleaned, None)
-        origin_end = base.find("/", base.find("//") + 2)
-        if cleaned.startswith("/") and not cleaned.startswith("//") and origin_end > 0:
-            return _resolved(cleaned, base[:origin_end])  # needs only the base's origin
+        directory = _BASE_DIRECTORY.match(base)
+        if directory and cleaned.startswith("/") and not cleaned.startswith("//"):
+            return _resolved(cleaned, base[: directory.start(1)])  # needs only the origin
+        if directory and _RELATIVE_PATH.match(cleaned):
+            return _resolved(cleaned, base[: directory.end(1)])  # needs only the directory
         return canonicalize(cleaned, base)
     except InvalidURL:
         return None
@@ -371,8 +380,9 @@ def _absolute(href: str, base: str) -> str | None:
 @lru_cache(maxsize=4096)  # ≈ 1 MB per parse process
 def _resolved(href: str, base: str | None) -> str:
     """`canonicalize`, remembered: the links of a site's pages are mostly the same few
-    (menus, footers), written absolute or from the root, so a parse process resolves each
-    once instead of once per page. `_absolute` passes only what the answer depends on."""
+    (menus, footers), written absolute, from the root or relative to the page's directory,
+    so a parse process resolves each once instead of once per page. `_absolute` passes
+    only what the answer depends on."""
     return canonicalize(href, base)
 
 
@@ -429,11 +439,14 @@ def _visible_text_length(tops: list[_Node]) -> int:
     """Length of the text a reader sees, whitespace collapsed to single spaces.
 
     Strings are joined with a space, as block elements in minified HTML ("<li>a</li><li>b")
-    would otherwise run words together.
+    would otherwise run words together. The uncounted elements are emptied first, keeping
+    their tails, so no two strings merge; then lxml's `itertext` walks the rest in C, where
+    a walk in Python spent 0.3-0.5 ms a page. Emptying changes the tree: this runs last.
     """
-    visible = " ".join(
-        string for top in tops for string in _strings(top, skipping=_UNCOUNTED_ELEMENTS)
-    )
+    for top in tops:
+        for element in list(top.iter(*_UNCOUNTED_ELEMENTS)):
+            element.clear(keep_tail=True)
+    visible = " ".join(string for top in tops for string in top.itertext())
     return len(" ".join(visible.split()))
 
 

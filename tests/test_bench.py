@@ -15,12 +15,14 @@ from scraper.bench import (
     Figures,
     RunResult,
     Scenario,
+    bench_command,
     ceiling_share,
     io_ceiling,
     main,
     median_figures,
     parse_names,
     resolve_scenario,
+    results_markdown,
     results_table,
     summarize,
 )
@@ -134,6 +136,104 @@ def test_unknown_names_on_the_command_line_exit_2_with_the_known_ones(capsys):
     assert "unknown parse mode 'psychic'" in capsys.readouterr().err
 
 
+MACHINE = {"cpus": 8, "python": "3.12.1", "platform": "Linux-6.1-x86_64"}
+
+
+def row(scenario, fetch, pages_per_s, *, parse="inline", failure=None):
+    """A combination's row: one repeat at `pages_per_s`, or none finished when it is None."""
+    figures_ = None if pages_per_s is None else figures(pages_per_s)
+    return summarize(scenario, fetch, parse, [RunResult(fetch, parse, 1, figures_, failure)])
+
+
+def markdown(scenario, rows, *, repeat=1, timeout=300.0):
+    return results_markdown(scenario, rows, repeat=repeat, timeout=timeout, machine=MACHINE)
+
+
+def table_lines(text):
+    return [line for line in text.splitlines() if line.startswith("|")]
+
+
+def mermaid_lines(text):
+    """The lines inside the ```mermaid block."""
+    start = text.index("```mermaid\n") + len("```mermaid\n")
+    return text[start : text.index("\n```", start)].splitlines()
+
+
+def series(text, kind):
+    """The numbers of the chart's `bar` or `line` series, or None without one."""
+    found = [line.split(None, 1)[1] for line in mermaid_lines(text) if line.split()[0] == kind]
+    assert len(found) <= 1
+    return [float(value) for value in found[0].strip("[]").split(",")] if found else None
+
+
+def test_bench_command_names_only_what_differs_from_the_defaults():
+    rows = [
+        row(IO, fetch, 10, parse=parse)
+        for fetch in config.FETCH_STRATEGIES
+        for parse in config.PARSE_MODES
+    ]
+    assert (
+        bench_command(SCENARIOS["io"], rows, repeat=3, timeout=300) == "scrape bench --scenario io"
+    )
+    mixed = resolve_scenario("mixed", pages=7, latency_ms=2.5, frontier="memory")
+    some = [row(mixed, "async", 10, parse="threads"), row(mixed, "threads", 10, parse="threads")]
+    assert bench_command(mixed, some, repeat=1, timeout=20) == (
+        "scrape bench --scenario mixed --latency-ms 2.5 --pages 7 --frontier memory "
+        "--fetch async,threads --parse threads --repeat 1 --timeout 20"
+    )
+
+
+def test_markdown_opens_with_the_command_and_the_machine():
+    text = markdown(IO, [row(IO, "threads", 150), row(IO, "sequential", 18)], repeat=1)
+    first = text.splitlines()[0]
+    assert first.startswith(
+        "`scrape bench --scenario io --fetch threads,sequential --parse inline --repeat 1` "
+    )
+    assert "8 CPUs, Python 3.12.1" in first
+    assert "300 pages of ~4 KB, 50 ms latency, 16 workers" in first
+
+
+def test_markdown_table_has_the_terminal_header_and_one_line_per_row():
+    rows = [row(IO, "threads", 150), row(IO, "async", 160), row(IO, "sequential", 18)]
+    lines = table_lines(markdown(IO, rows))
+    terminal = [column.header for column in results_table(IO, rows, 1).columns]
+    assert lines[0] == "| " + " | ".join(terminal) + " |"
+    assert lines[1].startswith("| :-- | :-- | --: | --: | --: |")
+    assert len(lines) == 2 + len(rows)
+    assert lines[2].startswith("| threads | inline | 100 | 150.0 | 47% of 320 | 15.00 |")
+    assert lines[4].startswith("| sequential | inline | 100 | 18.0 | 90% of 20 |")
+    cpu = resolve_scenario("cpu")
+    assert "of ceiling" not in table_lines(markdown(cpu, [row(cpu, "threads", 150)]))[0]
+
+
+def test_a_failed_row_shows_dashes_in_the_table_and_stays_out_of_the_chart():
+    rows = [row(IO, "threads", 150), row(IO, "async", None, failure="exit 3: [a|b]")]
+    text = markdown(IO, rows)
+    failed = table_lines(text)[3]
+    assert failed == "| async | inline | — | — | — | — | — | — | — | — | failed: exit 3: [a\\|b] |"
+    assert series(text, "bar") == [150.0]
+    assert '"async / inline"' not in text
+    assert "```mermaid" not in markdown(IO, [rows[1]])
+
+
+def test_the_chart_is_a_horizontal_xychart_of_each_rows_pages_per_s():
+    rows = [row(IO, "threads", 151.26), row(IO, "async", 160, parse="processes")]
+    text = markdown(IO, rows)
+    chart = mermaid_lines(text)
+    assert chart[0] == "xychart-beta horizontal"
+    assert '"threads / inline", "async / processes"]' in text
+    assert series(text, "bar") == [pytest.approx(r.median.pages_per_s, abs=0.05) for r in rows]
+    (axis,) = [line for line in chart if line.split()[0] == "y-axis"]
+    assert axis.endswith(" 0 --> 320")  # bars start at zero; the ceiling fits
+
+
+def test_the_chart_has_each_rows_ceiling_as_a_line_only_with_latency():
+    rows = [row(IO, "threads", 150), row(IO, "sequential", 18)]
+    assert series(markdown(IO, rows), "line") == [320, 20]
+    cpu = resolve_scenario("cpu")
+    assert series(markdown(cpu, [row(cpu, "threads", 150)]), "line") is None
+
+
 def _descendants(root: int) -> set[int]:
     """Every process below `root`, zombies included (an unreaped child is left behind too)."""
     parents = {}
@@ -198,6 +298,14 @@ def test_a_small_bench_end_to_end(tmp_path, capsys):
     out = capsys.readouterr()
     assert "threads" in out.out
     assert "sequential" in out.out
+    bench_md = (tmp_path / "bench.md").read_text()
+    assert bench_md.startswith(
+        "`scrape bench --scenario io --latency-ms 5 --pages 20 --fetch threads,sequential "
+        "--parse inline --repeat 1` "
+    )
+    assert len(table_lines(bench_md)) == 2 + len(rows)
+    assert series(bench_md, "bar") == [round(row["median"]["pages_per_s"], 1) for row in rows]
+    assert "markdown:" in out.err
     chart = tmp_path / "bench.png"
     if has_matplotlib:
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

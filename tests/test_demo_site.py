@@ -145,7 +145,18 @@ def test_pages_carry_title_description_language_and_text():
         assert document.findtext(".//title") == f"Page {index}"
         assert document.get("lang") == "en"
         assert document.xpath("//meta[@name='description']/@content")[0]
-        assert len(document.findtext(".//main/p")) > 100
+        assert len(document.find(".//main").text_content()) > 100
+
+
+def test_heavy_pages_are_dense_with_markup_like_real_articles():
+    """`scrape bench --scenario cpu` relies on it: its pages must be heavy to parse."""
+    body = body_for(SiteSpec(pages=10, page_kb=64), "/page/3", ROOT)
+    document = lxml.html.fromstring(body)
+    elements = sum(1 for _ in document.iter())
+    assert len(body) / elements < 50  # bytes per element; real articles have 30-60
+    assert {"p", "ul", "li", "table", "td", "strong", "em", "code"} <= {
+        element.tag for element in document.iter()
+    }
 
 
 def test_pages_are_about_page_kb():

@@ -537,13 +537,22 @@ _HREF_PIECES = st.sampled_from(
 @given(
     hrefs=st.lists(st.lists(_HREF_PIECES, max_size=6).map("".join), max_size=5),
     base=st.sampled_from(
-        ["http://h.example/dir/page.html", "https://u@h.example:8443/a/b?c", "https://h.example"]
+        [
+            "http://h.example/dir/page.html",
+            "http://h.example/dir/other.html?q=1#f",
+            "http://h.example/dir/",
+            "http://h.example/dir",
+            "https://u@h.example:8443/a/b?c",
+            "https://h.example",
+            "https://h.example?x/y",
+        ]
     ),
 )
 def test_links_resolve_as_canonicalize_resolves_them(hrefs: list[str], base: str) -> None:
     """Links are resolved with a per-process cache keyed on what the answer depends on
-    (nothing for absolute URLs, the origin for root-relative ones): it must never differ
-    from resolving each link against the page's full URL."""
+    (nothing for absolute URLs, the origin for root-relative ones, the directory for
+    relative paths): it must never differ from resolving each link against the page's
+    full URL. Several bases share a directory, so a wrong key shows up."""
     html = "".join(f'<a href="{href}">x</a>' for href in hrefs).encode()
     expected: dict[str, None] = {}
     for href in hrefs:

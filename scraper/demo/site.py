@@ -57,7 +57,9 @@ _PAGE_PATH = re.compile(r"/page/([1-9][0-9]*)")
 _FILE_PATH = re.compile(r"/files/(0|[1-9][0-9]*)\.bin")
 _CROSS_LINKS = 2
 _WORDS_PER_PARAGRAPH = 60
-_STOCK_PARAGRAPHS = 1024  # distinct paragraphs a site's pages are padded with
+_STOCK_PARAGRAPHS = 1024  # distinct blocks a site's pages are padded with
+_INLINE_TAGS = ("strong", "em", "code", "span")
+_INLINE_EVERY = 5  # one word in this many is wrapped in an inline element
 _PAGE_CACHE_SIZE = 256  # rendered pages kept; enough for a test that reads, then fetches
 _VOCABULARY = (
     "crawler frontier fetch parse queue thread process socket header body link anchor page "
@@ -257,16 +259,47 @@ def _paragraphs(rng: random.Random, seed: int, size: int) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _paragraph_stock(seed: int) -> tuple[str, ...]:
-    """The paragraphs pages are padded with, written once per site.
+    """The blocks pages are padded with, written once per site: paragraphs with inline
+    markup, lists and small tables, about one element per 30 bytes as on real article
+    pages, so that a heavy page is heavy to parse and not only long.
 
     Writing each page's text word by word cost the server 1.5 ms for a 64 KB page and 6 ms
     for 256 KB: CPU taken from the crawler it serves in `scrape bench`, on the same cores.
     """
     rng = random.Random(f"{seed}/paragraphs")
-    return tuple(
-        f"<p>{' '.join(rng.choices(_WORDS, k=_WORDS_PER_PARAGRAPH)).capitalize()}.</p>"
-        for _ in range(_STOCK_PARAGRAPHS)
+    blocks = (_paragraph, _paragraph, _bullet_list, _table)
+    return tuple(rng.choice(blocks)(rng) for _ in range(_STOCK_PARAGRAPHS))
+
+
+def _paragraph(rng: random.Random) -> str:
+    return f"<p>{_phrase(rng, _WORDS_PER_PARAGRAPH).capitalize()}.</p>"
+
+
+def _bullet_list(rng: random.Random) -> str:
+    items = "".join(
+        f"<li>{_phrase(rng, rng.randint(4, 12))}</li>" for _ in range(rng.randint(3, 6))
     )
+    return f'<ul class="notes">{items}</ul>'
+
+
+def _table(rng: random.Random) -> str:
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_phrase(rng, rng.randint(1, 3))}</td>" for _ in range(4)) + "</tr>"
+        for _ in range(rng.randint(3, 6))
+    )
+    return f'<table class="data"><tbody>{rows}</tbody></table>'
+
+
+def _phrase(rng: random.Random, words: int) -> str:
+    """`words` words from the vocabulary, some wrapped in an inline element."""
+    return " ".join(
+        f"<{tag}>{word}</{tag}>" if (tag := _inline_tag(rng)) else word
+        for word in rng.choices(_WORDS, k=words)
+    )
+
+
+def _inline_tag(rng: random.Random) -> str | None:
+    return rng.choice(_INLINE_TAGS) if rng.randrange(_INLINE_EVERY) == 0 else None
 
 
 @functools.lru_cache(maxsize=64)
