@@ -1,8 +1,8 @@
 """The Crawler: wires frontier, fetcher, parser and sinks together, and ends the crawl.
 
     seeds ─► Frontier ─► dispatcher thread ──submit──► Fetcher (threads, ...)
-               ▲  ▲       (takes a fetch slot           │ future done
-               │  │        before each lease)           ▼
+               ▲  ▲       (takes a lease and a          │ future done
+               │  │        fetch slot for each URL)     ▼ (frees the fetch slot)
                │  │                               events queue ◄──────────────────┐
                │  │                                     │                         │
                │  └── retry / redirect hop ◄──┐         ▼                         │
@@ -13,11 +13,14 @@
                └───────── in-scope links ◄──────── · writes the record, yields     save, parse)
                                                      the Page
 
-Bounded hand-offs: at most `workers` fetches are in flight or waiting to be collected
-(the fetch slots), and at most `PARSE_BACKLOG * parsers` pages are in the parse pool; a
-page that finds the parse pool full keeps its fetch slot, so the dispatcher stops leasing
-new URLs until the parsers catch up. The collector runs in the thread that iterates the
-crawl, so a slow consumer slows the crawl instead of piling up records.
+Bounded hand-offs: at most `workers` requests are on the wire (the fetch slots, each freed
+the moment its answer is in, so a fetcher never waits for the collector), at most
+`LEASES_PER_WORKER * workers` URLs are between lease and parse pool (the leases: on the
+wire, or answered and waiting for the collector or for room in the parse pool), and at
+most `PARSE_BACKLOG * parsers` pages are in the parse pool. When the parse pool is full,
+answered pages keep their leases, so the dispatcher stops leasing new URLs until the
+parsers catch up. The collector runs in the thread that iterates the crawl, so a slow
+consumer slows the crawl instead of piling up records.
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ _log = logging.getLogger(__name__)
 _POLL = 0.2  # seconds a blocked stage waits before re-checking whether to stop
 PARSE_BACKLOG = 8  # pages in the parse pool per parser: enough that a parser never idles
 PARSE_BATCH = 4  # pages sent to the parse pool in one hand-off, when that many wait
+# A lease for each request on the wire and one for an answer waiting to be collected: the
+# collector works in bursts (a parsed page's links, its record), and meanwhile the fetch
+# slots keep working instead of holding answers (measured: 1.7 answers waited on average).
+LEASES_PER_WORKER = 2
 _SCOPE_HOSTS = "scope_hosts"  # saved with the frontier: hosts seeds redirected to
 
 
@@ -101,7 +108,7 @@ class _ParseJob:
 
     request: Request
     response: Response
-    holds_fetch_slot: bool = True  # until the page enters the parse pool
+    holds_lease: bool = True  # until the page enters the parse pool
     alone: bool = False  # parsed with nothing else in the pool: a crash is its own
 
 
@@ -187,6 +194,7 @@ class _Run:
         self.fetcher: Fetcher | None = None
         self.events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         self.fetch_slots = threading.BoundedSemaphore(config.workers)
+        self.leases = threading.BoundedSemaphore(config.workers * LEASES_PER_WORKER)
         self.stopping = threading.Event()
         self.scope = Scope(frozenset())
         self.parse_waiting: deque[_ParseJob] = deque()
@@ -260,18 +268,21 @@ class _Run:
 
     def _dispatch_until_stopped(self) -> None:
         while not self.stopping.is_set():
-            if not self.fetch_slots.acquire(timeout=_POLL):
+            if not self._take_slot():
                 continue
             request = self.frontier.next_request(timeout=_POLL)
             if request is None:
                 self.fetch_slots.release()
+                self._release_lease()
                 continue
             verdict = self.robots.check(request, time.monotonic()) if self.robots else None
             if verdict is Verdict.WAIT:  # its host's robots.txt is on its way
                 self.frontier.fetched(request, sent=False)
                 self.fetch_slots.release()
-            elif verdict is Verdict.DENY:
+                self._release_lease()
+            elif verdict is Verdict.DENY:  # decided without a request: the lease stays
                 self.frontier.fetched(request, sent=False)
+                self.fetch_slots.release()
                 denial = self.robots.denial(request.url)  # type: ignore[union-attr]
                 self.events.put(_Fetched(request, denial, attempted=False))
             elif verdict is Verdict.FETCH_ROBOTS:
@@ -279,18 +290,49 @@ class _Run:
             else:
                 self._submit(request)
 
+    def _take_slot(self) -> bool:
+        """A lease, then a fetch slot, for the next URL; False if none came within _POLL."""
+        if not self.leases.acquire(timeout=_POLL):
+            return False
+        if not self.fetch_slots.acquire(timeout=_POLL):
+            self._release_lease()
+            return False
+        return True
+
     def _submit(self, request: Request) -> None:
+        """Start a fetch that holds a fetch slot; the slot is freed when its answer is in."""
         assert self.fetcher is not None
         self.stats.fetch_started()
         try:
             future = self.fetcher.submit(request)
         except RuntimeError:  # the fetcher was closed under us: the run is stopping
+            self.fetch_slots.release()
             return
         future.add_done_callback(functools.partial(self._on_fetched, request))
 
+    def _submit_later(self, request: Request, delay: float) -> None:
+        """Fetch a robots.txt again (a retry, a redirect hop) under its URL's lease, after
+        `delay`: from a timer thread, which may wait for a fetch slot where the collector
+        must not."""
+        timer = threading.Timer(delay, self._submit_when_a_slot_frees, args=(request,))
+        timer.daemon = True
+        timer.start()
+
+    def _submit_when_a_slot_frees(self, request: Request) -> None:
+        while not self.stopping.is_set():
+            if self.fetch_slots.acquire(timeout=_POLL):
+                self._submit(request)
+                return
+
     def _on_fetched(self, request: Request, future: Future[Response]) -> None:
-        """Done-callback of a fetch, run in whatever thread finished it: hand off only."""
-        self.events.put(_Fetched(request, _outcome(future)))
+        """Done-callback of a fetch, run in whatever thread finished it: free the fetch slot
+        and the host's politeness slot now, not when the collector gets to the answer, then
+        hand the answer off. (A robots.txt frees its host when its rules are learnt.)"""
+        outcome = _outcome(future)
+        if not request.for_robots:
+            self.frontier.fetched(request, throttled=_is_push_back(outcome))
+        self.fetch_slots.release()
+        self.events.put(_Fetched(request, outcome))
 
     def _on_parsed(self, jobs: list[_ParseJob], future: Future[list[PageWork]]) -> None:
         try:
@@ -319,16 +361,15 @@ class _Run:
         if not event.attempted:  # robots.txt decided: nothing was sent, nothing to retry
             yield from self._finished_fetch(dataclasses.replace(request, attempt=0), outcome)
             return
-        self.frontier.fetched(request, throttled=_is_push_back(outcome))
         decision = self.policy.decide(request, outcome)
         if isinstance(decision, Follow) and (blocked := self._blocked_redirect(request, decision)):
             decision = Finish(blocked)
         if isinstance(decision, Retry):
-            self._release_fetch_slot()
+            self._release_lease()
             self.stats.retry_scheduled()
             self.frontier.reschedule(request.retried(), delay=decision.delay)
         elif isinstance(decision, Follow):
-            self._release_fetch_slot()
+            self._release_lease()
             if request.depth == 0:
                 self._widen_scope(decision.target)
             self.frontier.reschedule(request.redirected(decision.target))
@@ -338,10 +379,10 @@ class _Run:
     def _finished_fetch(self, request: Request, outcome: Response | FetchError) -> Iterator[Page]:
         """The last attempt of a URL is in: record it, or send its page to the parsers."""
         if isinstance(outcome, Response) and _is_good_html(outcome):
-            # It keeps its fetch slot until it enters the parse pool, which saves it.
+            # It keeps its lease until it enters the parse pool, which saves it.
             self.parse_waiting.append(_ParseJob(request, outcome))
             return
-        self._release_fetch_slot()
+        self._release_lease()
         if isinstance(outcome, Response):
             yield self._finish(request, outcome, saved=self._save(request, outcome))
         elif request.depth > 0 and outcome.kind is ErrorKind.ROBOTS:
@@ -380,15 +421,13 @@ class _Run:
     def _robots_answer(self, request: Request, outcome: Response | FetchError) -> None:
         """Learn a host's robots.txt (redirects followed) and release the URLs waiting on it."""
         decision = self.policy.decide(request, outcome)
-        if isinstance(decision, Retry):  # the host's URLs wait; this one keeps its slot
-            retry = threading.Timer(decision.delay, self._submit, args=(request.retried(),))
-            retry.daemon = True
-            retry.start()
+        if isinstance(decision, Retry):  # the host's URLs wait; this one keeps its lease
+            self._submit_later(request.retried(), decision.delay)
             self.stats.retry_scheduled()
             return
         if isinstance(decision, Follow):
             if not self._crosses_into_private(request.url, decision.target):
-                self._submit(request.redirected(decision.target))  # keeps the fetch slot
+                self._submit_later(request.redirected(decision.target), 0.0)
                 return
             message = f"robots.txt redirects to private address {decision.target}"
             outcome = FetchError(message, ErrorKind.REDIRECT_BLOCKED)
@@ -399,7 +438,7 @@ class _Run:
         self.frontier.fetched(Request(request.origin))  # frees the slot its first URL took
         for waiting in self.robots.learn(host, rules):
             self.frontier.reschedule(waiting)
-        self._release_fetch_slot()
+        self._release_lease()
 
     def _save(self, request: Request, response: Response) -> str | None:
         """Save a body the parse stage does not save: not HTML, or the pool lost its page."""
@@ -435,9 +474,9 @@ class _Run:
             self.parsing += len(batch)
             for job in batch:
                 self.stats.parse_started()
-                if job.holds_fetch_slot:
-                    job.holds_fetch_slot = False
-                    self._release_fetch_slot()
+                if job.holds_lease:
+                    job.holds_lease = False
+                    self._release_lease()
             future.add_done_callback(functools.partial(self._on_parsed, batch))
         return parser
 
@@ -553,8 +592,8 @@ class _Run:
         if first and self.output and self.config.skipped_log:
             self.output.skipped(*first)
 
-    def _release_fetch_slot(self) -> None:
-        self.fetch_slots.release()
+    def _release_lease(self) -> None:
+        self.leases.release()
 
     def _is_finished(self) -> bool:
         idle_parsers = not (self.parse_waiting or self.parse_suspects or self.parsing)

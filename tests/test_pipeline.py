@@ -40,6 +40,7 @@ from scraper.demo import (
     page_paths,
     running_site,
 )
+from scraper.pipeline import LEASES_PER_WORKER, PARSE_BACKLOG, PARSE_BATCH
 from scraper.urls import canonicalize
 
 FAST = {"backoff": 0, "timeout": 10.0, "parsers": 2}
@@ -559,6 +560,28 @@ def test_leaving_the_loop_early_stops_the_crawl(latency_site, parse, how):
     assert hits < latency_site.spec.pages
     time.sleep(0.3)
     assert sum(latency_site.hits.values()) == hits, "fetching went on after the crawl stopped"
+
+
+def test_a_consumer_that_stops_reading_holds_the_fetchers_back():
+    """Backpressure: a paused iteration pauses the collector, and with it the crawl. What
+    the site may have served by then is bounded by the hand-offs (pipeline's docstring):
+    the pages read, the rest of a parsed batch, a full parse pool, every lease, robots.txt.
+    Every page is listed, so the frontier never runs dry while the collector waits."""
+    workers, parsers, read = 4, 1, 5
+    bound = read + PARSE_BATCH + PARSE_BACKLOG * parsers + LEASES_PER_WORKER * workers + 1
+    with running_site(SiteSpec(pages=300, fanout=4)) as site:
+        listed = [site.url + path.lstrip("/") for path in page_paths(site.spec)]
+        pages = crawl(listed, **{**FAST, "workers": workers, "parsers": parsers})
+        try:
+            for _ in range(read):
+                next(pages)
+            time.sleep(1.0)  # plenty for 4 fetchers to fetch the whole site, unchecked
+            served = sum(site.hits.values())
+            time.sleep(0.5)
+            assert sum(site.hits.values()) == served, "fetching went on while nobody read"
+            assert served <= bound < site.spec.pages
+        finally:
+            pages.close()
 
 
 def test_a_crawl_closed_before_it_starts_holds_no_open_file(tmp_path):
