@@ -31,7 +31,7 @@ import secrets
 import stat
 import string
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -247,28 +247,31 @@ class FileStore:
         newcomer goes to `_clash/<sha256 of url>`. Raises OutputError if writing fails.
         """
         relative = url_to_path(url)
-        with self._turn():
-            try:
-                return self._save_at(relative, body)
-            except _CLASH_ERRORS:
-                fallback = PurePosixPath(CLASH_DIR, hashlib.sha256(url.encode()).hexdigest())
-                _log.info("file/folder clash at %s: saving %s as %s", relative, url, fallback)
-            try:
-                return self._save_at(fallback, body)
-            except _CLASH_ERRORS as error:
-                raise OutputError(f"cannot save {url} as {fallback}: {error}") from error
+        try:
+            return self._save_at(relative, body)
+        except _CLASH_ERRORS:
+            fallback = PurePosixPath(CLASH_DIR, hashlib.sha256(url.encode()).hexdigest())
+            _log.info("file/folder clash at %s: saving %s as %s", relative, url, fallback)
+        try:
+            return self._save_at(fallback, body)
+        except _CLASH_ERRORS as error:
+            raise OutputError(f"cannot save {url} as {fallback}: {error}") from error
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
-        """Hold the store's lock: one save at a time across the crawl's threads and processes.
+        """Hold the store's lock: one change to its directories at a time, across the crawl's
+        threads and processes.
 
         Two processes creating files in one directory at once spend about ten times the
         kernel time of creating them one after the other (measured on ext4 with two parse
         processes saving pages: 1.9 ms instead of 0.16 ms a file, spinning on the directory's
-        lock), so saves take turns. The lock is flock on the root directory, opened anew for
-        each save: every open holds the lock on its own, so threads take turns as well, and a
-        process that dies lets go of it. Where the filesystem has no flock (some network
-        mounts), saves go ahead without taking turns: slower, never wrong.
+        lock), so the changes take turns: making directories, creating a file, renaming it
+        into place. Writing the body is not one of them, so a large download saved by the
+        collector does not hold up the parse processes' saves. The lock is flock on the root
+        directory, opened anew for each turn: every open holds the lock on its own, so
+        threads take turns as well, and a process that dies lets go of it. Where the
+        filesystem has no flock (some network mounts), saves go ahead without taking turns:
+        slower, never wrong.
         """
         try:
             descriptor = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY)
@@ -285,8 +288,9 @@ class FileStore:
 
     def _save_at(self, relative: PurePosixPath, body: bytes) -> PurePosixPath:
         try:
-            directory = self._directory(relative.parts[:-1])
-            _write_atomic(directory, relative.name, body)
+            with self._turn():
+                directory = self._directory(relative.parts[:-1])
+            _write_atomic(directory, relative.name, body, turn=self._turn)
         except _CLASH_ERRORS:
             raise
         except OSError as error:
@@ -337,20 +341,31 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         raise OutputError(f"cannot write {path}: {error}") from error
 
 
-def _write_atomic(directory: Path, name: str, data: bytes) -> None:
+def _write_atomic(
+    directory: Path,
+    name: str,
+    data: bytes,
+    *,
+    turn: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+) -> None:
     """Write `data` to a reserved temporary name in `directory`, then rename it to `name`.
+    Creating and renaming happen in a `turn`; writing the data does not.
 
-    Only a regular file at `name` is replaced: anything else there is a clash.
+    Only a regular file at `name` is replaced: anything else there is a clash. (A directory
+    made at `name` between the check and the rename is a clash too: the rename fails.)
     """
     target = directory / name
-    with contextlib.suppress(FileNotFoundError):
-        if not stat.S_ISREG(target.lstat().st_mode):
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", str(target))
     temporary = directory / f"{_TEMP_PREFIX}{secrets.token_hex(8)}{_TEMP_SUFFIX}"
+    with turn():
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISREG(target.lstat().st_mode):
+                raise IsADirectoryError(errno.EISDIR, "not a regular file", str(target))
+        file = temporary.open("xb")
     try:
-        with temporary.open("xb") as file:
+        with file:
             file.write(data)
-        os.replace(temporary, target)
+        with turn():
+            os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink()

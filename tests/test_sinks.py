@@ -12,6 +12,7 @@ import threading
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -316,6 +317,51 @@ def test_a_save_waits_its_turn_while_another_process_saves(tmp_path: Path) -> No
         os.close(holder)
     saving.join(timeout=10)
     assert target.read_bytes() == b"body"
+
+
+def test_a_body_is_written_outside_the_turns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the changes to directories take turns: a large download being written by the
+    collector must not hold up the parse processes' saves."""
+    root = tmp_path / "files"
+    lock_free_during_write: list[bool] = []
+    real_open = Path.open
+
+    class WriteSpy:
+        def __init__(self, file: Any) -> None:
+            self._file = file
+
+        def write(self, data: bytes) -> int:
+            lock_free_during_write.append(lock_is_free(root))
+            return int(self._file.write(data))
+
+        def __enter__(self) -> WriteSpy:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._file.close()
+
+    def spying_open(path: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        file = real_open(path, mode, *args, **kwargs)
+        return WriteSpy(file) if "x" in mode else file
+
+    store = FileStore(root)
+    monkeypatch.setattr(Path, "open", spying_open)
+    saved = store.save("http://h/big.bin", b"x" * 1024)
+    assert lock_free_during_write == [True]
+    assert (tmp_path / saved).read_bytes() == b"x" * 1024
+
+
+def lock_is_free(root: Path) -> bool:
+    descriptor = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+    return True
 
 
 def test_a_store_saves_without_turns_where_the_filesystem_cannot_lock(
