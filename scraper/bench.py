@@ -818,7 +818,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scenario",
         choices=sorted(SCENARIOS),
         default="io",
-        help="io: 50 ms latency, light pages; cpu: no latency, 64 KB pages; "
+        help="io: 50 ms latency, light pages; cpu: no latency, 128 KB pages; "
         "mixed: 10 ms, 16 KB (default: io)",
     )
     overrides = [("--pages", int, 1), ("--latency-ms", float, 0), ("--page-kb", int, 0)]

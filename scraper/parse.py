@@ -48,7 +48,7 @@ from w3lib.encoding import (
 )
 
 from scraper.errors import InvalidURL, ParseError
-from scraper.urls import canonicalize
+from scraper.urls import canonicalize, resolution_base
 
 if TYPE_CHECKING:
     from bs4 import BeautifulSoup
@@ -116,11 +116,6 @@ _C0_CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
 _TAB_OR_NEWLINE = str.maketrans("", "", "\t\n\r")
 # Absolute with a host: resolved without the base ("http:x" and "http:///x" are relative).
 _HAS_AUTHORITY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\\]")
-# A relative path ("b.html", "../x?q"): its first segment has no ":" (that would be a
-# scheme), so it resolves against the base's directory alone.
-_RELATIVE_PATH = re.compile(r"[^:/?#\\]+(?:[/?#\\]|$)")
-# A base URL's directory: from the "/" that ends its authority to the last "/" of its path.
-_BASE_DIRECTORY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*(/(?:[^?#]*/)?)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,11 +362,9 @@ def _absolute(href: str, base: str) -> str | None:
     try:
         if _HAS_AUTHORITY.match(cleaned):  # resolved without the base
             return _resolved(cleaned, None)
-        directory = _BASE_DIRECTORY.match(base)
-        if directory and cleaned.startswith("/") and not cleaned.startswith("//"):
-            return _resolved(cleaned, base[: directory.start(1)])  # needs only the origin
-        if directory and _RELATIVE_PATH.match(cleaned):
-            return _resolved(cleaned, base[: directory.end(1)])  # needs only the directory
+        shared_base = resolution_base(cleaned, base)  # an origin or a directory
+        if shared_base is not None:
+            return _resolved(cleaned, shared_base)
         return canonicalize(cleaned, base)
     except InvalidURL:
         return None

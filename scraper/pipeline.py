@@ -270,46 +270,47 @@ class _Run:
 
     def _dispatch_until_stopped(self) -> None:
         while not self.stopping.is_set():
-            if not self._take_slot():
+            if not self.leases.acquire(timeout=_POLL):
                 continue
             request = self.frontier.next_request(timeout=_POLL)
             if request is None:
-                self.fetch_slots.release()
                 self._release_lease()
                 continue
             verdict = self.robots.check(request, time.monotonic()) if self.robots else None
             if verdict is Verdict.WAIT:  # its host's robots.txt is on its way
                 self.frontier.fetched(request, sent=False)
-                self.fetch_slots.release()
                 self._release_lease()
             elif verdict is Verdict.DENY:  # decided without a request: the lease stays
                 self.frontier.fetched(request, sent=False)
-                self.fetch_slots.release()
                 denial = self.robots.denial(request.url)  # type: ignore[union-attr]
                 self.events.put(_Fetched(request, denial, attempted=False))
             elif verdict is Verdict.FETCH_ROBOTS:
-                self._submit(Request(robots_url(request.url), for_robots=True))
+                self._submit_when_a_slot_frees(Request(robots_url(request.url), for_robots=True))
             else:
-                self._submit(request)
+                self._submit_when_a_slot_frees(request)
 
-    def _take_slot(self) -> bool:
-        """A lease, then a fetch slot, for the next URL; False if none came within _POLL."""
-        if not self.leases.acquire(timeout=_POLL):
-            return False
-        if not self.fetch_slots.acquire(timeout=_POLL):
-            self._release_lease()
-            return False
-        return True
+    def _submit_when_a_slot_frees(self, request: Request) -> None:
+        """Wait for a fetch slot, then start the fetch; the slot is freed when its answer is
+        in. A URL is leased before its slot is taken, never after: a slot held while
+        waiting for the frontier would starve a robots.txt retry waiting for that slot."""
+        while not self.stopping.is_set():
+            if self.fetch_slots.acquire(timeout=_POLL):
+                self._submit(request)
+                return
 
     def _submit(self, request: Request) -> None:
-        """Start a fetch that holds a fetch slot; the slot is freed when its answer is in."""
+        """Start a fetch that holds a fetch slot. A fetcher that refuses it (closed while
+        the run stops, or a `processes` pool that broke twice) gives a failed attempt,
+        which the fetch policy retries, rather than a URL that never finishes."""
         assert self.fetcher is not None
         self.stats.fetch_started()
         try:
             future = self.fetcher.submit(request)
-        except RuntimeError:  # the fetcher was closed under us: the run is stopping
-            self.fetch_slots.release()
-            return
+        except RuntimeError as error:
+            future = Future()
+            future.set_exception(
+                TransportError(f"cannot start the fetch: {error}", ErrorKind.CONNECT)
+            )
         future.add_done_callback(functools.partial(self._on_fetched, request))
 
     def _submit_later(self, request: Request, delay: float) -> None:
@@ -320,21 +321,21 @@ class _Run:
         timer.daemon = True
         timer.start()
 
-    def _submit_when_a_slot_frees(self, request: Request) -> None:
-        while not self.stopping.is_set():
-            if self.fetch_slots.acquire(timeout=_POLL):
-                self._submit(request)
-                return
-
     def _on_fetched(self, request: Request, future: Future[Response]) -> None:
         """Done-callback of a fetch, run in whatever thread finished it: free the fetch slot
         and the host's politeness slot now, not when the collector gets to the answer, then
-        hand the answer off. (A robots.txt frees its host when its rules are learnt.)"""
+        hand the answer off. (A robots.txt frees its host when its rules are learnt.) Nothing
+        here may lose the answer: an error would only be logged, and the crawl would wait
+        for the answer forever."""
         outcome = _outcome(future)
-        if not request.for_robots:
-            self.frontier.fetched(request, throttled=_is_push_back(outcome))
-        self.fetch_slots.release()
-        self.events.put(_Fetched(request, outcome))
+        try:
+            if not request.for_robots:
+                self.frontier.fetched(request, throttled=_is_push_back(outcome))
+        except Exception as error:  # the collector raises it: the crawl ends in order
+            self.events.put(_Failed(error))
+        finally:
+            self.fetch_slots.release()
+            self.events.put(_Fetched(request, outcome))
 
     def _on_parsed(self, jobs: list[_ParseJob], future: Future[list[PageWork]]) -> None:
         try:
@@ -349,6 +350,8 @@ class _Run:
         the parse pool: the pages they bring go to it together, in batches, instead of one
         hand-off each."""
         for _ in range(COLLECT_AT_ONCE):
+            if self.stopping.is_set():
+                return
             try:
                 event = self.events.get_nowait()
             except queue.Empty:

@@ -30,6 +30,7 @@ class _Host:
     next_start: float = 0.0
     previous_start: float = 0.0  # next_start before the last start, to undo an unsent one
     penalty: float = 0.0  # extra gap while the host pushes back: doubles, then halves
+    throttled_until: float = 0.0  # the gap the last push-back imposed; no undo goes below it
     limit: int | None = None  # reduced concurrency while the host pushes back
 
     def is_idle(self) -> bool:
@@ -87,16 +88,18 @@ class HostSlots:
     def finish(self, host: str, now: float, *, throttled: bool, sent: bool = True) -> None:
         """A request to `host` is over; `throttled` when the host pushed back.
 
-        An unsent request (robots.txt decided it first) gives back the gap it took.
+        An unsent request (robots.txt decided it first) gives back the gap it took, but not
+        one that a push-back imposed meanwhile (requests finish in any thread).
         """
         state = self._hosts[host]
         state.active -= 1
         if not sent:
-            state.next_start = state.previous_start
+            state.next_start = max(state.previous_start, state.throttled_until)
         elif throttled:
             state.penalty = min(THROTTLE_DELAY_CAP, max(THROTTLE_FIRST_DELAY, 2 * state.penalty))
             state.limit = max(1, (state.limit or self._per_host) // 2)
-            state.next_start = max(state.next_start, now + state.penalty)
+            state.throttled_until = now + state.penalty
+            state.next_start = max(state.next_start, state.throttled_until)
         elif state.penalty or state.limit:
             state.penalty = 0.0 if state.penalty < THROTTLE_FIRST_DELAY else state.penalty / 2
             limit = (state.limit or self._per_host) + 1

@@ -35,6 +35,10 @@ _SCHEME_PREFIX = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _HOST_AND_PORT = re.compile(r"^[^:/?#]+:[0-9]+(?:[/?#]|$)")
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
 _FORBIDDEN_IN_LINE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+# A relative path ("b.html", "../x?q"): its first segment has no ":" (that would be a scheme).
+_RELATIVE_PATH = re.compile(r"[^:/?#\\]+(?:[/?#\\]|$)")
+# A base URL's directory: from the "/" that ends its authority to the last "/" of its path.
+_BASE_DIRECTORY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*(/(?:[^?#]*/)?)")
 
 
 def canonicalize(url: str, base: str | None = None) -> str:
@@ -45,7 +49,7 @@ def canonicalize(url: str, base: str | None = None) -> str:
     try:
         parsed = yarl.URL(url)
         if base is not None:
-            parsed = yarl.URL(base).join(parsed)
+            parsed = yarl.URL(resolution_base(url, base) or base).join(parsed)
         host = parsed.raw_host  # yarl validates the host lazily, here
     except (ValueError, TypeError, IndexError) as error:
         # yarl raises IndexError too for some malformed hosts ("http://[]-@").
@@ -59,6 +63,26 @@ def canonicalize(url: str, base: str | None = None) -> str:
     text = str(parsed.with_fragment(None))
     # yarl leaves the root path implicit ("http://h"); the canonical form spells it out.
     return text if parsed.raw_path != "/" or text.endswith("/") or "?" in text else text + "/"
+
+
+def resolution_base(reference: str, base: str) -> str | None:
+    """The part of the absolute URL `base` that resolving `reference` against it depends on,
+    when that is less than all of it: the origin for a path from the root ("/x"), the
+    directory for a relative path ("b.html", "../x?q"; RFC 3986, 5.2.3); else None.
+
+    Resolving against it gives the same URL, so a caller may remember resolutions by it
+    (the parser does, per process). For a relative path it also steers clear of yarl's join,
+    which decodes the base's path first when it does not end in "/" (yarl issue 1774:
+    "d%20ir/p" + "b" gave "d ir/b", and "a%3Fb/c" + "b" gave "a?b/b").
+    """
+    directory = _BASE_DIRECTORY.match(base)
+    if directory is None:
+        return None
+    if reference.startswith("/") and not reference.startswith("//"):
+        return base[: directory.start(1)]
+    if _RELATIVE_PATH.match(reference):
+        return base[: directory.end(1)]
+    return None
 
 
 def host_of(url: str) -> str:

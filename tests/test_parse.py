@@ -545,6 +545,8 @@ _HREF_PIECES = st.sampled_from(
             "https://u@h.example:8443/a/b?c",
             "https://h.example",
             "https://h.example?x/y",
+            "http://h.example/d%20ir/p",
+            "http://h.example/a%3Fb/c?d",
         ]
     ),
 )

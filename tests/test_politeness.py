@@ -518,6 +518,27 @@ def test_robots_txt_redirect_is_followed_and_obeyed(site, tmp_path):
     assert sorted(site.paths) == ["/", "/real-robots.txt", "/robots.txt"]
 
 
+def test_a_robots_txt_redirect_is_followed_with_a_single_worker(site, tmp_path):
+    """The hop waits for the one fetch slot. The dispatcher must not hold that slot while
+    it waits for the frontier (whose URLs wait for robots.txt), or the crawl never ends:
+    it hung 7 times in 10 when it did. A hang fails the test instead of stalling it."""
+    site.redirect("/robots.txt", "/real-robots.txt")
+    site.robots("User-agent: *\nAllow: /\n", path="/real-robots.txt")
+    root = site.page("/")
+    for attempt in range(3):
+        records: list[dict[str, Page]] = []
+        output = tmp_path / str(attempt)
+        runner = threading.Thread(
+            target=lambda found, where: found.append(run_crawl([root], workers=1, output=where)),
+            args=(records, output),
+            daemon=True,
+        )
+        runner.start()
+        runner.join(30)
+        assert records, f"the crawl did not end (attempt {attempt + 1})"
+        assert records[0][root].ok
+
+
 def test_ignore_robots_neither_requests_nor_obeys_robots_txt(site, tmp_path):
     site.robots("User-agent: *\nDisallow: /\n")
     root = site.page("/", "/secret")
@@ -669,3 +690,16 @@ def test_an_unsent_request_gives_back_its_delay():
     slots.start("h", 100.0)
     slots.finish("h", 100.0, throttled=False, sent=False)
     assert slots.next_start("h") == before
+
+
+@pytest.mark.usefixtures("no_jitter")
+def test_an_unsent_request_does_not_undo_a_push_back_that_came_meanwhile():
+    """Answers are settled in the fetchers' threads: a 429 can arrive between a URL's lease
+    and robots.txt's verdict on it. Giving back the unsent request's gap keeps the 429's."""
+    slots = politeness.HostSlots(per_host=4)
+    slots.start("h", 0.0)  # a request that gets a 429
+    slots.start("h", 0.0)  # a URL that robots.txt turns out to deny: never sent
+    slots.finish("h", 10.0, throttled=True)
+    slots.finish("h", 10.0, throttled=False, sent=False)
+    assert slots.next_start("h") >= 10.0 + politeness.THROTTLE_FIRST_DELAY
+    assert not slots.can_start("h", 10.5)

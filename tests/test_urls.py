@@ -416,3 +416,19 @@ def test_canonicalize_is_idempotent(
     assert "#" not in once
     assert once.startswith(("http://", "https://"))
     assert canonicalize(once) == once
+
+
+@pytest.mark.parametrize(
+    ("reference", "base", "expected"),
+    [
+        ("b.html", "http://h.example/d%20ir/p", "http://h.example/d%20ir/b.html"),
+        ("b", "http://h.example/a%3Fb/c", "http://h.example/a%3Fb/b"),
+        ("../b", "http://h.example/x/a%2Fb/c", "http://h.example/x/b"),
+        ("/b", "http://h.example/a%3Fb/c", "http://h.example/b"),
+        ("?q", "http://h.example/a%3Fb/c", "http://h.example/a%3Fb/c?q"),
+    ],
+)
+def test_resolving_keeps_the_base_paths_escapes(reference: str, base: str, expected: str) -> None:
+    """yarl's join decodes a base path that does not end in "/" (yarl issue 1774), which
+    turned an escaped "?" into a query: only the base's directory is joined instead."""
+    assert canonicalize(reference, base) == expected

@@ -1,7 +1,8 @@
 """The reference strategy: one attempt at a time, in the caller's thread.
 
-The lock keeps it one at a time even when two threads submit (the dispatcher, and the
-collector following a robots.txt redirect), which also keeps its Sessions single-threaded.
+The lock keeps it one at a time even when two threads submit (the dispatcher, and a timer
+thread retrying a robots.txt or following its redirect), which also keeps its Sessions
+single-threaded.
 """
 
 from __future__ import annotations
