@@ -84,6 +84,18 @@ def wait_for(condition: Callable[[], Any], timeout: float) -> Any:
         time.sleep(0.05)
 
 
+def settled(read: Callable[[], Any], *, quiet: float = 0.5, timeout: float = GRACE) -> Any:
+    """`read()` once it has stopped changing for `quiet` seconds (or when `timeout` runs out):
+    for tests that count what happened, rather than guess how long it takes to happen."""
+    deadline = time.monotonic() + timeout
+    value, since = read(), time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.05)
+        if (latest := read()) != value:
+            value, since = latest, time.monotonic()
+    return value
+
+
 def kill_session(process: subprocess.Popen[Any]) -> None:
     """Clean-up after a test that failed: nothing of the run may outlive it."""
     if process.poll() is None:
