@@ -31,8 +31,9 @@ def preload_for(fetch: str) -> list[str]:
 
 def process_context(preload: list[str]) -> multiprocessing.context.BaseContext:
     """The context child pools start from. The fork server starts with the first pool and
-    loads `preload` then; a later pool's list does not change it, so the first pool of a
-    crawl (the parse pool) asks for everything the crawl's children need."""
+    loads `preload` then; a later pool's list does not change it, so every pool of a crawl
+    asks for everything the crawl's children need (`preload_for`): the first may be the
+    `processes` fetcher's or the parse pool's."""
     if not sys.platform.startswith("linux"):
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")

@@ -331,6 +331,44 @@ def test_many_submissions_all_resolve(mock: responses.RequestsMock) -> None:
     assert bodies == [str(n).encode() for n in range(20)]
 
 
+def _fetch_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name.startswith("fetch-")}
+
+
+def test_thread_fetcher_starts_a_worker_only_when_none_is_idle(
+    mock: responses.RequestsMock,
+) -> None:
+    """No thread before the first job (the first request goes out at once); an idle worker
+    takes the next job; jobs that find every worker busy start more, up to `workers`."""
+    inside = threading.Semaphore(0)
+    release = threading.Event()
+
+    def slow(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+        inside.release()
+        release.wait(PATIENCE)
+        return 200, {}, b"slow"
+
+    mock.get("http://example.com/quick", body=b"quick")
+    mock.add_callback(responses.GET, "http://example.com/slow", callback=slow)
+    before = _fetch_threads()
+    fetcher = ThreadFetcher(LIMITS, workers=3)
+    slow_ones: list[Future[Response]] = []
+    try:
+        assert _fetch_threads() == before
+        for _ in range(3):
+            fetcher.submit(Request("http://example.com/quick")).result(timeout=PATIENCE)
+        assert len(_fetch_threads() - before) == 1
+        slow_ones = [fetcher.submit(Request("http://example.com/slow")) for _ in range(5)]
+        for _ in range(3):
+            assert inside.acquire(timeout=PATIENCE)
+        assert len(_fetch_threads() - before) == 3
+    finally:
+        release.set()
+        for future in slow_ones:
+            future.result(timeout=PATIENCE)
+        fetcher.close()
+
+
 def test_thread_fetcher_close_cancels_queued_work(mock: responses.RequestsMock) -> None:
     entered = threading.Event()
     release = threading.Event()

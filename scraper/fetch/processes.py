@@ -24,7 +24,7 @@ from scraper.errors import ErrorKind, FetchError, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.fetch.http import Sessions
 from scraper.records import Request
-from scraper.workers import FETCHER, ignore_sigint, process_context, terminate_pool
+from scraper.workers import ignore_sigint, preload_for, process_context, terminate_pool
 
 _sessions: Sessions | None = None  # a worker process's own, made when the worker starts
 
@@ -83,7 +83,7 @@ class ProcessFetcher:
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             self._workers,
-            mp_context=process_context([FETCHER]),
+            mp_context=process_context(preload_for("processes")),
             initializer=_start_worker,
             initargs=(self._limits,),
         )

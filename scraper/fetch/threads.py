@@ -5,7 +5,10 @@ its own per thread reuse connections without sharing a connection pool between t
 
 The workers are daemon threads fed by a queue rather than a ThreadPoolExecutor, whose
 threads the interpreter joins at exit: after Ctrl-C, a worker stuck on a slow server
-must not keep the process alive for up to `timeout` seconds.
+must not keep the process alive for up to `timeout` seconds. As in a ThreadPoolExecutor, a
+worker is started when a job finds none idle: starting all of them up front put about
+25-100 ms (32 thread starts, each waiting for its thread to run) before a crawl's first
+request, which is its robots.txt and so on every crawl's critical path.
 """
 
 from __future__ import annotations
@@ -25,15 +28,12 @@ _Job = tuple[Request, "Future[Response]"]
 class ThreadFetcher:
     def __init__(self, limits: Limits, *, workers: int) -> None:
         self._limits = limits
+        self._size = workers
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # one count per worker waiting for a job
         self._closed = False
-        self._closing = threading.Lock()
-        self._workers = [
-            threading.Thread(target=self._work, name=f"fetch-{n}", daemon=True)
-            for n in range(workers)
-        ]
-        for worker in self._workers:
-            worker.start()
+        self._closing = threading.Lock()  # guards `_closed` and `_workers`
+        self._workers: list[threading.Thread] = []
 
     def submit(self, request: Request) -> Future[Response]:
         future: Future[Response] = Future()
@@ -41,6 +41,7 @@ class ThreadFetcher:
             if self._closed:
                 raise RuntimeError("submit() after close()")
             self._jobs.put((request, future))
+            self._start_a_worker_unless_one_is_idle()
         return future
 
     def close(self) -> None:
@@ -58,13 +59,32 @@ class ThreadFetcher:
         for _ in self._workers:
             self._jobs.put(None)
 
+    def _start_a_worker_unless_one_is_idle(self) -> None:
+        if self._idle.acquire(blocking=False) or len(self._workers) >= self._size:
+            return
+        worker = threading.Thread(
+            target=self._work, name=f"fetch-{len(self._workers)}", daemon=True
+        )
+        worker.start()
+        self._workers.append(worker)
+
     def _work(self) -> None:
         with Sessions(self._limits) as sessions:
             while (job := self._jobs.get()) is not None:
                 request, future = job
-                if not future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    future.set_result(sessions.fetch(request))
-                except FetchError as error:
-                    future.set_exception(error)
+                running = future.set_running_or_notify_cancel()
+                outcome = _attempt(sessions, request) if running else None
+                # Idle before the future settles: its callbacks may submit the next job,
+                # which this worker can take rather than a new thread.
+                self._idle.release()
+                if isinstance(outcome, FetchError):
+                    future.set_exception(outcome)
+                elif outcome is not None:
+                    future.set_result(outcome)
+
+
+def _attempt(sessions: Sessions, request: Request) -> Response | FetchError:
+    try:
+        return sessions.fetch(request)
+    except FetchError as error:
+        return error
