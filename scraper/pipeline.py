@@ -605,7 +605,7 @@ class _Run:
 
     def _log_skips(self, skips: list[Skipped]) -> None:
         """Count URLs that will not be fetched; log each once in skipped.jsonl, in one write."""
-        first = [skip for skip in skips if self.frontier.first_skip(skip.url)]
+        first = _once_each(skips, self.frontier.first_skips(skip.url for skip in skips))
         for reason, count in Counter(skip.reason.value for skip in first).items():
             self.stats.skipped(reason, count)
         if first and self.output and self.config.skipped_log:
@@ -661,6 +661,16 @@ def _outcome(future: Future[Response]) -> Response | FetchError:
     if isinstance(error, FetchError):
         return error
     return TransportError(f"{type(error).__name__}: {error}", ErrorKind.PROTOCOL)
+
+
+def _once_each(skips: list[Skipped], urls: set[str]) -> list[Skipped]:
+    """The first skip of each URL in `urls`, in order; `urls` is used up."""
+    first = []
+    for skip in skips:
+        if skip.url in urls:
+            urls.remove(skip.url)
+            first.append(skip)
+    return first
 
 
 def _unfetchable_reason(href: str) -> SkipReason:

@@ -12,6 +12,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future
+from pathlib import Path
 
 import pytest
 import requests
@@ -101,6 +102,42 @@ def test_user_agent_comes_from_limits(
     fetch_once(session, URL, LIMITS)
     assert len(mock.calls) == 1
     assert mock.calls[0].request.headers["User-Agent"] == LIMITS.user_agent
+
+
+def test_a_session_sends_back_the_cookies_it_was_given(
+    mock: responses.RequestsMock, session: requests.Session
+) -> None:
+    mock.get(URL, body=b"ok", headers={"Set-Cookie": "visit=1; Path=/"})
+    fetch_once(session, URL, LIMITS)
+    fetch_once(session, URL, LIMITS)
+    assert "Cookie" not in mock.calls[0].request.headers
+    assert mock.calls[1].request.headers["Cookie"] == "visit=1"
+
+
+def test_a_proxy_in_the_environment_is_used(
+    mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With proxy settings in the environment, a session reads them for each request (and
+    the requests go through the proxy); without, it reads the environment once."""
+    mock.get(URL, body=b"ok")
+    with new_session(LIMITS) as direct:
+        fetch_once(direct, URL, LIMITS)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    with new_session(LIMITS) as proxied:
+        fetch_once(proxied, URL, LIMITS)
+    assert not mock.calls[0].request.req_kwargs["proxies"]
+    assert mock.calls[1].request.req_kwargs["proxies"]["http"] == "http://proxy.invalid:3128"
+
+
+def test_credentials_in_netrc_are_used(
+    mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".netrc").write_text("machine example.com login user password secret\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    mock.get(URL, body=b"ok")
+    with new_session(LIMITS) as session:
+        fetch_once(session, URL, LIMITS)
+    assert mock.calls[0].request.headers["Authorization"].startswith("Basic ")
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])

@@ -221,14 +221,12 @@ def test_settle_of_a_url_the_state_lost_makes_it_seen_and_done(open_state: Opene
 def test_settle_marks_skipped_urls_as_logged(open_state: Opener) -> None:
     frontier = open_state()
     frontier.settle([], [f"{B}/offsite", f"{B}/robots"])
-    assert frontier.first_skip(f"{B}/offsite") is False
-    assert frontier.first_skip(f"{B}/robots") is False
-    assert frontier.first_skip(f"{B}/other") is True
-    assert frontier.first_skip(f"{B}/other") is False
+    assert frontier.first_skips([f"{B}/offsite", f"{B}/robots"]) == set()
+    assert frontier.first_skips([f"{B}/other", f"{B}/robots", f"{B}/other"]) == {f"{B}/other"}
+    assert frontier.first_skips([f"{B}/other"]) == set()
 
     frontier = open_state()
-    for url in (f"{B}/offsite", f"{B}/robots", f"{B}/other"):
-        assert frontier.first_skip(url) is False
+    assert frontier.first_skips([f"{B}/offsite", f"{B}/robots", f"{B}/other"]) == set()
 
 
 # -- settings and the page budget -------------------------------------------------------
@@ -298,9 +296,11 @@ def test_urls_forgotten_by_the_ram_cache_are_still_known_from_disk(
     frontier = open_state()
     urls = [f"{A}/{n}" for n in range(20)]  # five times what RAM remembers
     assert frontier.add_many([Request(url) for url in urls]) == [Admission.ADDED] * 20
-    assert [frontier.first_skip(f"{B}/{n}") for n in range(20)] == [True] * 20
+    skips = [f"{B}/{n}" for n in range(20)]
+    assert frontier.first_skips(skips[:10]) == set(skips[:10])
+    assert frontier.first_skips(skips) == set(skips[10:])
 
     assert frontier.seen_among([*urls, f"{A}/new"]) == set(urls)
     assert frontier.add(Request(urls[0])) is Admission.DUPLICATE
-    assert not any(frontier.first_skip(f"{B}/{n}") for n in range(20))
+    assert frontier.first_skips(skips) == set()
     assert frontier.add(Request(f"{A}/new")) is Admission.ADDED

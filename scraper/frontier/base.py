@@ -48,8 +48,9 @@ class Frontier(Protocol):
         """The URLs of `urls` that were added before: one question for a page's links."""
         ...
 
-    def first_skip(self, url: str) -> bool:
-        """True the first time `url` is reported skipped (skipped.jsonl lists it once)."""
+    def first_skips(self, urls: Iterable[str]) -> set[str]:
+        """The URLs of `urls` reported skipped for the first time (skipped.jsonl lists each
+        once): one question for a page's skipped links."""
         ...
 
     def settings(self) -> dict[str, Any]:

@@ -41,8 +41,7 @@ class MemoryFrontier(ScheduledFrontier):
     def _store_seen_among(self, urls: set[str]) -> set[str]:
         return urls & self._seen
 
-    def _store_first_skip(self, url: str) -> bool:
-        if url in self._skips:
-            return False
-        self._skips.add(url)
-        return True
+    def _store_first_skips(self, urls: set[str]) -> set[str]:
+        first = urls - self._skips
+        self._skips |= first
+        return first

@@ -64,10 +64,10 @@ class ScheduledFrontier:
         with self._changed:
             return self._store_seen_among(set(urls))
 
-    def first_skip(self, url: str) -> bool:
-        """True the first time `url` is reported skipped, so skipped.jsonl lists it once."""
+    def first_skips(self, urls: Iterable[str]) -> set[str]:
+        """The URLs reported skipped for the first time, so skipped.jsonl lists each once."""
         with self._changed:
-            return self._store_first_skip(url)
+            return self._store_first_skips(set(urls))
 
     def set_delay(self, host: str, seconds: float) -> None:
         with self._changed:
@@ -148,7 +148,7 @@ class ScheduledFrontier:
     def _store_seen_among(self, urls: set[str]) -> set[str]:
         raise NotImplementedError
 
-    def _store_first_skip(self, url: str) -> bool:
+    def _store_first_skips(self, urls: set[str]) -> set[str]:
         raise NotImplementedError
 
     def _store_load(self, host: str) -> list[Request]:

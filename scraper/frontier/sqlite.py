@@ -195,27 +195,23 @@ class SQLiteFrontier(ScheduledFrontier):
     @_translating_errors
     def _store_seen_among(self, urls: set[str]) -> set[str]:
         seen = {url for url in urls if url in self._known_urls}
-        batch = list(urls - seen)
-        for start in range(0, len(batch), _MAX_PARAMETERS):
-            chunk = batch[start : start + _MAX_PARAMETERS]
-            marks = ", ".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT url FROM urls WHERE url IN ({marks})", chunk)
-            found = [url for (url,) in rows]
-            seen.update(found)
-            for url in found:
-                self._known_urls.add(url)
-        return seen
+        found = self._rows_among("urls", list(urls - seen))
+        for url in found:
+            self._known_urls.add(url)
+        return seen | found
 
     @_translating_errors
-    def _store_first_skip(self, url: str) -> bool:
-        if url in self._known_skips:
-            return False
-        # No commit here: the skip is committed by a later one, after its line is written
-        # to skipped.jsonl, so a crash never leaves a skip recorded but unlogged.
-        self._begin()
-        added = self._db.execute("INSERT OR IGNORE INTO skipped (url) VALUES (?)", (url,))
-        self._known_skips.add(url)
-        return added.rowcount == 1
+    def _store_first_skips(self, urls: set[str]) -> set[str]:
+        unknown = [url for url in urls if url not in self._known_skips]
+        first = set(unknown) - self._rows_among("skipped", unknown)
+        if first:
+            # No commit here: the skips are committed by a later one, after their lines are
+            # written to skipped.jsonl, so a crash never leaves a skip recorded but unlogged.
+            self._begin()
+            self._db.executemany("INSERT INTO skipped (url) VALUES (?)", ((url,) for url in first))
+        for url in unknown:
+            self._known_skips.add(url)
+        return first
 
     @_translating_errors
     def _store_load(self, host: str) -> list[Request]:
@@ -267,6 +263,16 @@ class SQLiteFrontier(ScheduledFrontier):
     def _commit_if_due(self) -> None:
         if time.monotonic() - self._last_commit >= COMMIT_EVERY:
             self._store_commit()
+
+    def _rows_among(self, table: str, urls: list[str]) -> set[str]:
+        """The URLs of `urls` that `table` holds, asked in as few queries as SQLite allows."""
+        found: set[str] = set()
+        for start in range(0, len(urls), _MAX_PARAMETERS):
+            chunk = urls[start : start + _MAX_PARAMETERS]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT url FROM {table} WHERE url IN ({marks})", chunk)
+            found.update(url for (url,) in rows)
+        return found
 
     def _host_id(self, host: str) -> int:
         known = self._host_ids.get(host)
