@@ -27,7 +27,7 @@ from typing import Any
 import extractors
 import pytest
 from jsonl import read_jsonl
-from processes import GRACE, settled, wait_for
+from processes import GRACE, loaded_by_import, settled, wait_for
 
 import scraper
 from scraper import Config, Crawler, Page, crawl
@@ -701,3 +701,12 @@ def test_a_calendar_trap_is_stopped(demo_site, option, value, records):
     pages = run_crawl([demo_site.url_for("/calendar/0")], **options)
     assert len(pages) == records
     assert {page.title for page in pages} == {f"Day {day}" for day in range(records)}
+
+
+def test_the_engine_loads_no_fetch_library_and_no_encoding_detector_on_import():
+    """What a crawl imports before its first request delays it: the HTTP library comes with
+    the fetch strategy (aiohttp for async, requests for the others), charset-normalizer
+    with the first page whose encoding must be guessed. Each costs 25-140 ms here."""
+    late = ("requests", "aiohttp", "charset_normalizer")
+    assert loaded_by_import("scraper.pipeline", late) == []
+    assert loaded_by_import("scraper.parse_pool", late) == []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from scraper.errors import ErrorKind, FetchError, InvalidURL, ResponseError
 from scraper.fetch.base import Response
-from scraper.fetch.http import REDIRECT_STATUSES
+from scraper.fetch.exchange import REDIRECT_STATUSES
 from scraper.records import Request
 from scraper.urls import canonicalize
 
