@@ -109,7 +109,8 @@ def open_parse_pool(config: Config) -> Executor:
         return ThreadPoolExecutor(config.parsers, thread_name_prefix="parse")
     context = process_context(preload_for(config.fetch))
     return _started(
-        ProcessPoolExecutor(config.parsers, mp_context=context, initializer=_start_parser)
+        ProcessPoolExecutor(config.parsers, mp_context=context, initializer=_start_parser),
+        config.parsers,
     )
 
 
@@ -118,10 +119,12 @@ def _start_parser() -> None:
     ignore_sigint()
 
 
-def _started(pool: ProcessPoolExecutor) -> ProcessPoolExecutor:
+def _started(pool: ProcessPoolExecutor, processes: int) -> ProcessPoolExecutor:
     """Start the pool's processes now, while the crawl fetches its first pages and
-    robots.txt, rather than when the first page arrives and has to wait for them."""
-    pool.submit(int)
+    robots.txt, rather than when pages arrive and have to wait for them. The pool starts a
+    process for a call that finds none idle, so one call each starts them all."""
+    for _ in range(processes):
+        pool.submit(int)
     return pool
 
 

@@ -610,6 +610,7 @@ class _Run:
             self.stats.skipped(reason, count)
         if first and self.output and self.config.skipped_log:
             self.output.skipped(*first)
+        self.frontier.skips_logged(skip.url for skip in first)
 
     def _release_lease(self) -> None:
         self.leases.release()

@@ -18,6 +18,7 @@ import pytest
 import requests
 import responses
 import urllib3.exceptions
+from processes import wait_for
 
 from scraper.errors import (
     ErrorKind,
@@ -114,6 +115,18 @@ def test_a_session_sends_back_the_cookies_it_was_given(
     assert mock.calls[1].request.headers["Cookie"] == "visit=1"
 
 
+def test_a_session_of_the_caller_keeps_its_own_settings(mock: responses.RequestsMock) -> None:
+    """fetch_once takes any Session: one not made by new_session keeps its params and auth."""
+    mock.get(URL, body=b"ok")
+    with requests.Session() as session:
+        session.trust_env = False
+        session.params = {"k": "1"}
+        session.auth = ("user", "secret")
+        fetch_once(session, URL, LIMITS)
+    assert mock.calls[0].request.url == f"{URL}?k=1"
+    assert mock.calls[0].request.headers["Authorization"].startswith("Basic ")
+
+
 def test_a_proxy_in_the_environment_is_used(
     mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -129,11 +142,15 @@ def test_a_proxy_in_the_environment_is_used(
     assert mock.calls[1].request.req_kwargs["proxies"]["http"] == "http://proxy.invalid:3128"
 
 
+@pytest.mark.parametrize("where", ["home", "NETRC"])
 def test_credentials_in_netrc_are_used(
-    mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, where: str
 ) -> None:
-    (tmp_path / ".netrc").write_text("machine example.com login user password secret\n")
+    netrc = tmp_path / (".netrc" if where == "home" else "credentials")
+    netrc.write_text("machine example.com login user password secret\n")
     monkeypatch.setenv("HOME", str(tmp_path))
+    if where == "NETRC":
+        monkeypatch.setenv("NETRC", str(netrc))
     mock.get(URL, body=b"ok")
     with new_session(LIMITS) as session:
         fetch_once(session, URL, LIMITS)
@@ -372,11 +389,9 @@ def _fetch_threads() -> set[threading.Thread]:
     return {thread for thread in threading.enumerate() if thread.name.startswith("fetch-")}
 
 
-def test_thread_fetcher_starts_a_worker_only_when_none_is_idle(
-    mock: responses.RequestsMock,
-) -> None:
-    """No thread before the first job (the first request goes out at once); an idle worker
-    takes the next job; jobs that find every worker busy start more, up to `workers`."""
+def test_thread_fetcher_starts_workers_as_jobs_need_them(mock: responses.RequestsMock) -> None:
+    """No thread before the first job (the first request goes out at once); jobs that find
+    every worker busy start more, never more than `workers`."""
     inside = threading.Semaphore(0)
     release = threading.Event()
 
@@ -385,25 +400,64 @@ def test_thread_fetcher_starts_a_worker_only_when_none_is_idle(
         release.wait(PATIENCE)
         return 200, {}, b"slow"
 
-    mock.get("http://example.com/quick", body=b"quick")
     mock.add_callback(responses.GET, "http://example.com/slow", callback=slow)
     before = _fetch_threads()
     fetcher = ThreadFetcher(LIMITS, workers=3)
     slow_ones: list[Future[Response]] = []
     try:
         assert _fetch_threads() == before
-        for _ in range(3):
-            fetcher.submit(Request("http://example.com/quick")).result(timeout=PATIENCE)
-        assert len(_fetch_threads() - before) == 1
         slow_ones = [fetcher.submit(Request("http://example.com/slow")) for _ in range(5)]
         for _ in range(3):
             assert inside.acquire(timeout=PATIENCE)
         assert len(_fetch_threads() - before) == 3
     finally:
         release.set()
-        for future in slow_ones:
-            future.result(timeout=PATIENCE)
+        bodies = [future.result(timeout=PATIENCE).body for future in slow_ones]
         fetcher.close()
+    assert bodies == [b"slow"] * 5
+
+
+def test_a_done_callback_may_wait_for_another_fetch(mock: responses.RequestsMock) -> None:
+    """A worker counts as idle only once its job's callbacks have run, so a callback that
+    waits for a second fetch gets a second thread instead of waiting for itself."""
+    mock.get("http://example.com/first", body=b"first")
+    mock.get("http://example.com/second", body=b"second")
+    fetcher = ThreadFetcher(LIMITS, workers=2)
+    seen: list[bytes] = []
+
+    def fetch_again(_: Future[Response]) -> None:
+        second = fetcher.submit(Request("http://example.com/second"))
+        seen.append(second.result(timeout=PATIENCE).body)
+
+    try:
+        first = fetcher.submit(Request("http://example.com/first"))
+        first.add_done_callback(fetch_again)
+        first.result(timeout=PATIENCE)
+        wait_for(lambda: seen, PATIENCE)
+    finally:
+        fetcher.close()
+    assert seen == [b"second"]
+
+
+def test_a_job_is_not_queued_when_no_thread_can_start(
+    mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of threads (a process limit), submit raises and nothing is fetched behind the
+    caller's back: the pipeline records a failed attempt and retries it itself."""
+    mock.get(URL, body=b"ok")
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    fetcher = ThreadFetcher(LIMITS, workers=2)
+    with monkeypatch.context() as patch:
+        patch.setattr(threading.Thread, "start", refuse)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            fetcher.submit(Request(URL))
+    answer = fetcher.submit(Request(URL)).result(timeout=PATIENCE)
+    fetcher.close()
+    assert answer.body == b"ok"
+    assert len(mock.calls) == 1
 
 
 def test_thread_fetcher_close_cancels_queued_work(mock: responses.RequestsMock) -> None:

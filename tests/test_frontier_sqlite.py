@@ -224,9 +224,25 @@ def test_settle_marks_skipped_urls_as_logged(open_state: Opener) -> None:
     assert frontier.first_skips([f"{B}/offsite", f"{B}/robots"]) == set()
     assert frontier.first_skips([f"{B}/other", f"{B}/robots", f"{B}/other"]) == {f"{B}/other"}
     assert frontier.first_skips([f"{B}/other"]) == set()
+    frontier.skips_logged([f"{B}/other"])
 
     frontier = open_state()
     assert frontier.first_skips([f"{B}/offsite", f"{B}/robots", f"{B}/other"]) == set()
+
+
+def test_a_skip_is_stored_only_once_logged(open_state: Opener) -> None:
+    """A crash between first_skips and writing skipped.jsonl must not leave the skip stored
+    but not logged, whatever commits meanwhile (here: closing commits everything)."""
+    frontier = open_state()
+    assert frontier.first_skips([f"{B}/logged", f"{B}/crashed"]) == {
+        f"{B}/logged",
+        f"{B}/crashed",
+    }
+    frontier.skips_logged([f"{B}/logged"])
+    frontier.close()
+
+    frontier = open_state()
+    assert frontier.first_skips([f"{B}/logged", f"{B}/crashed"]) == {f"{B}/crashed"}
 
 
 # -- settings and the page budget -------------------------------------------------------
@@ -298,7 +314,9 @@ def test_urls_forgotten_by_the_ram_cache_are_still_known_from_disk(
     assert frontier.add_many([Request(url) for url in urls]) == [Admission.ADDED] * 20
     skips = [f"{B}/{n}" for n in range(20)]
     assert frontier.first_skips(skips[:10]) == set(skips[:10])
+    frontier.skips_logged(skips[:10])
     assert frontier.first_skips(skips) == set(skips[10:])
+    frontier.skips_logged(skips[10:])
 
     assert frontier.seen_among([*urls, f"{A}/new"]) == set(urls)
     assert frontier.add(Request(urls[0])) is Admission.DUPLICATE

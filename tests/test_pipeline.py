@@ -40,6 +40,7 @@ from scraper.demo import (
     page_paths,
     running_site,
 )
+from scraper.parse_pool import open_parse_pool
 from scraper.pipeline import LEASES_PER_WORKER, PARSE_BACKLOG, PARSE_BATCH
 from scraper.urls import canonicalize
 
@@ -710,3 +711,13 @@ def test_the_engine_loads_no_fetch_library_and_no_encoding_detector_on_import():
     late = ("requests", "aiohttp", "charset_normalizer")
     assert loaded_by_import("scraper.pipeline", late) == []
     assert loaded_by_import("scraper.parse_pool", late) == []
+
+
+def test_the_parse_pool_starts_all_its_processes_when_it_opens():
+    """While the crawl's first requests are on their way, not when pages wait for them.
+    (ProcessPoolExecutor starts a process only for a call that finds none idle.)"""
+    pool = open_parse_pool(Config.from_options(parsers=3))
+    try:
+        assert len(pool._processes) == 3  # type: ignore[attr-defined]
+    finally:
+        pool.shutdown()

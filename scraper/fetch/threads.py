@@ -40,8 +40,8 @@ class ThreadFetcher:
         with self._closing:
             if self._closed:
                 raise RuntimeError("submit() after close()")
-            self._jobs.put((request, future))
             self._start_a_worker_unless_one_is_idle()
+            self._jobs.put((request, future))
         return future
 
     def close(self) -> None:
@@ -60,31 +60,35 @@ class ThreadFetcher:
             self._jobs.put(None)
 
     def _start_a_worker_unless_one_is_idle(self) -> None:
+        """Before the job is queued: when no thread can start (a process limit), submit
+        raises and nothing is left queued to be fetched for a future nobody holds, unless
+        workers already run; they will take the job."""
         if self._idle.acquire(blocking=False) or len(self._workers) >= self._size:
             return
         worker = threading.Thread(
             target=self._work, name=f"fetch-{len(self._workers)}", daemon=True
         )
-        worker.start()
+        try:
+            worker.start()
+        except RuntimeError:
+            if not self._workers:
+                raise
+            return
         self._workers.append(worker)
 
     def _work(self) -> None:
         with Sessions(self._limits) as sessions:
             while (job := self._jobs.get()) is not None:
-                request, future = job
-                running = future.set_running_or_notify_cancel()
-                outcome = _attempt(sessions, request) if running else None
-                # Idle before the future settles: its callbacks may submit the next job,
-                # which this worker can take rather than a new thread.
+                _run(sessions, *job)
+                # Idle only once the future's callbacks have run, as in ThreadPoolExecutor:
+                # a callback that waits for another fetch gets a thread of its own.
                 self._idle.release()
-                if isinstance(outcome, FetchError):
-                    future.set_exception(outcome)
-                elif outcome is not None:
-                    future.set_result(outcome)
 
 
-def _attempt(sessions: Sessions, request: Request) -> Response | FetchError:
+def _run(sessions: Sessions, request: Request, future: Future[Response]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
     try:
-        return sessions.fetch(request)
+        future.set_result(sessions.fetch(request))
     except FetchError as error:
-        return error
+        future.set_exception(error)

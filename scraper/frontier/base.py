@@ -50,7 +50,13 @@ class Frontier(Protocol):
 
     def first_skips(self, urls: Iterable[str]) -> set[str]:
         """The URLs of `urls` reported skipped for the first time (skipped.jsonl lists each
-        once): one question for a page's skipped links."""
+        once): one question for a page's skipped links. Call `skips_logged` once they are
+        written."""
+        ...
+
+    def skips_logged(self, urls: Iterable[str]) -> None:
+        """The first skips of `urls` are in skipped.jsonl: a durable frontier may store them
+        now, never before, so that a crash cannot leave a skip stored but not logged."""
         ...
 
     def settings(self) -> dict[str, Any]:

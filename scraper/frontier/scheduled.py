@@ -69,6 +69,10 @@ class ScheduledFrontier:
         with self._changed:
             return self._store_first_skips(set(urls))
 
+    def skips_logged(self, urls: Iterable[str]) -> None:
+        with self._changed:
+            self._store_skips_logged(list(urls))
+
     def set_delay(self, host: str, seconds: float) -> None:
         with self._changed:
             self._slots.set_delay(host, seconds)
@@ -150,6 +154,9 @@ class ScheduledFrontier:
 
     def _store_first_skips(self, urls: set[str]) -> set[str]:
         raise NotImplementedError
+
+    def _store_skips_logged(self, urls: list[str]) -> None:
+        """`urls`, first skips, are in skipped.jsonl."""
 
     def _store_load(self, host: str) -> list[Request]:
         """The next stored URLs of `host`, oldest first (only called when some are stored)."""

@@ -202,16 +202,20 @@ class SQLiteFrontier(ScheduledFrontier):
 
     @_translating_errors
     def _store_first_skips(self, urls: set[str]) -> set[str]:
+        """Asks the table; stores nothing (see `_store_skips_logged`). The RAM cache makes
+        a second report of a URL, before it is stored, not a first one."""
         unknown = [url for url in urls if url not in self._known_skips]
-        first = set(unknown) - self._rows_among("skipped", unknown)
-        if first:
-            # No commit here: the skips are committed by a later one, after their lines are
-            # written to skipped.jsonl, so a crash never leaves a skip recorded but unlogged.
-            self._begin()
-            self._db.executemany("INSERT INTO skipped (url) VALUES (?)", ((url,) for url in first))
         for url in unknown:
             self._known_skips.add(url)
-        return first
+        return set(unknown) - self._rows_among("skipped", unknown)
+
+    @_translating_errors
+    def _store_skips_logged(self, urls: list[str]) -> None:
+        if urls:
+            self._begin()
+            self._db.executemany(
+                "INSERT OR IGNORE INTO skipped (url) VALUES (?)", ((url,) for url in urls)
+            )
 
     @_translating_errors
     def _store_load(self, host: str) -> list[Request]:
