@@ -43,6 +43,7 @@ from scraper.demo import (
 from scraper.parse_pool import open_parse_pool
 from scraper.pipeline import LEASES_PER_WORKER, PARSE_BACKLOG, PARSE_BATCH
 from scraper.urls import canonicalize
+from scraper.workers import terminate_pool
 
 FAST = {"backoff": 0, "timeout": 10.0, "parsers": 2}
 DEEP = 50  # deeper than any demo site used here
@@ -721,3 +722,14 @@ def test_the_parse_pool_starts_all_its_processes_when_it_opens():
         assert len(pool._processes) == 3  # type: ignore[attr-defined]
     finally:
         pool.shutdown()
+
+
+def test_terminating_a_pool_waits_for_its_manager_thread():
+    """The manager thread holds the last references to the pool's queues, whose semaphores
+    are unregistered from multiprocessing's resource tracker when they are freed: left to a
+    daemon manager at exit, one could be unlinked but not unregistered ("leaked semaphore")."""
+    pool = open_parse_pool(Config.from_options(parsers=2))
+    manager = pool._executor_manager_thread  # type: ignore[attr-defined]
+    assert manager is not None and manager.is_alive()
+    terminate_pool(pool)
+    assert not manager.is_alive()
