@@ -10,7 +10,7 @@ import gzip
 import pickle
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
 from pathlib import Path
 
@@ -385,6 +385,19 @@ def test_many_submissions_all_resolve(mock: responses.RequestsMock) -> None:
     assert bodies == [str(n).encode() for n in range(20)]
 
 
+def _answer_once(
+    release: threading.Event, entered: Callable[[], object]
+) -> Callable[[requests.PreparedRequest], tuple[int, dict[str, str], bytes]]:
+    """A `responses` callback that calls `entered`, then answers "slow" once `release` is set."""
+
+    def slow(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
+        entered()
+        release.wait(PATIENCE)
+        return 200, {}, b"slow"
+
+    return slow
+
+
 def _fetch_threads() -> set[threading.Thread]:
     return {thread for thread in threading.enumerate() if thread.name.startswith("fetch-")}
 
@@ -394,13 +407,9 @@ def test_thread_fetcher_starts_workers_as_jobs_need_them(mock: responses.Request
     every worker busy start more, never more than `workers`."""
     inside = threading.Semaphore(0)
     release = threading.Event()
-
-    def slow(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
-        inside.release()
-        release.wait(PATIENCE)
-        return 200, {}, b"slow"
-
-    mock.add_callback(responses.GET, "http://example.com/slow", callback=slow)
+    mock.add_callback(
+        responses.GET, "http://example.com/slow", callback=_answer_once(release, inside.release)
+    )
     before = _fetch_threads()
     fetcher = ThreadFetcher(LIMITS, workers=3)
     slow_ones: list[Future[Response]] = []
@@ -463,13 +472,9 @@ def test_a_job_is_not_queued_when_no_thread_can_start(
 def test_thread_fetcher_close_cancels_queued_work(mock: responses.RequestsMock) -> None:
     entered = threading.Event()
     release = threading.Event()
-
-    def slow(request: requests.PreparedRequest) -> tuple[int, dict[str, str], bytes]:
-        entered.set()
-        release.wait(PATIENCE)
-        return 200, {}, b"slow"
-
-    mock.add_callback(responses.GET, "http://example.com/slow", callback=slow)
+    mock.add_callback(
+        responses.GET, "http://example.com/slow", callback=_answer_once(release, entered.set)
+    )
     mock.get("http://example.com/queued", body=b"never")
     fetcher = ThreadFetcher(LIMITS, workers=1)
     try:
