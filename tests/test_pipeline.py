@@ -712,6 +712,8 @@ def test_the_engine_loads_no_fetch_library_and_no_encoding_detector_on_import():
     late = ("requests", "aiohttp", "charset_normalizer")
     assert loaded_by_import("scraper.pipeline", late) == []
     assert loaded_by_import("scraper.parse_pool", late) == []
+    # its workers send the requests: the main process of a `processes` crawl needs none
+    assert loaded_by_import("scraper.fetch.processes", late) == []
 
 
 def test_the_parse_pool_starts_all_its_processes_when_it_opens():

@@ -19,19 +19,29 @@ import functools
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
 
 from scraper.errors import ErrorKind, FetchError, TransportError
 from scraper.fetch.base import Limits, Response
-from scraper.fetch.http import Sessions
 from scraper.records import Request
 from scraper.workers import ignore_sigint, preload_for, process_context, terminate_pool
+
+if TYPE_CHECKING:
+    from scraper.fetch.http import Sessions
 
 _sessions: Sessions | None = None  # a worker process's own, made when the worker starts
 
 
 def _start_worker(limits: Limits) -> None:
-    """Each worker makes its own Sessions once, and leaves Ctrl-C to the main process."""
+    """Each worker makes its own Sessions once, and leaves Ctrl-C to the main process.
+
+    requests is imported here, in the worker (its fork server has it loaded already), not
+    by this module: the main process of a `processes` crawl never sends a request itself,
+    and importing requests there (≈ 70 ms) delayed the crawl's first one.
+    """
     global _sessions  # noqa: PLW0603 - one set of Sessions per worker process, for its lifetime
+    from scraper.fetch.http import Sessions  # noqa: PLC0415
+
     ignore_sigint()
     _sessions = Sessions(limits)
 
