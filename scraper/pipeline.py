@@ -629,6 +629,7 @@ class _Run:
         self.stopping.set()
         # Every step runs even when an earlier one fails (a full disk can fail the state's
         # last commit): the callbacks run last-registered first, the first error is raised.
+        # So the frontier closes first: that wakes a dispatcher waiting in it for a URL.
         with ExitStack() as steps:
             output = crawl.output if crawl is not None else None
             if output is not None:
