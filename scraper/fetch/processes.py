@@ -40,9 +40,9 @@ def _start_worker(limits: Limits) -> None:
     and importing requests there (≈ 70 ms) delayed the crawl's first one.
     """
     global _sessions  # noqa: PLW0603 - one set of Sessions per worker process, for its lifetime
+    ignore_sigint()  # first: where the worker imports requests itself (spawn), that takes a while
     from scraper.fetch.http import Sessions  # noqa: PLC0415
 
-    ignore_sigint()
     _sessions = Sessions(limits)
 
 
