@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import signal
 import sys
@@ -55,14 +56,16 @@ def scrape(argv: Sequence[str]) -> int:
     from scraper.report import Progress, summary_table  # noqa: PLC0415
 
     options = _crawl_parser().parse_args(argv)
-    console = Console(stderr=True)
+    # Plain text, one message a line: paths and URLs in messages keep their brackets (no
+    # markup), and a long line stays whole on a pipe (rich would wrap it at 80 columns).
+    console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     try:
         config = _config(options)
         listed, bad = _read_list(options.url_list, console)
         crawler = Crawler(config)
         pages = crawler.run([item.url for item in listed], rejected=bad)
     except ScraperError as error:
-        console.print(f"scrape: error: {error}", highlight=False)
+        console.print(f"scrape: error: {error}")
         return EXIT_USAGE
     failed = bool(bad)
     try:
@@ -74,10 +77,10 @@ def scrape(argv: Sequence[str]) -> int:
             for page in pages:
                 failed |= not page.ok
     except ScraperError as error:
-        console.print(f"scrape: error: {error}", highlight=False)
+        console.print(f"scrape: error: {error}")
         return EXIT_USAGE
     if interrupted.is_set():
-        console.print("scrape: interrupted; finished records are on disk", highlight=False)
+        console.print("scrape: interrupted; finished records are on disk")
         return EXIT_INTERRUPTED
     if not options.quiet:
         console.print(summary_table(crawler.stats.snapshot()))
@@ -152,8 +155,8 @@ def _crawl_parser() -> argparse.ArgumentParser:
         "--delay",
         type=float,
         default=0.0,
-        help="minimum seconds between requests to one host, jittered ±50%% (default: 0); "
-        "a larger robots.txt Crawl-delay wins",
+        help="seconds between request starts on one host, jittered ±50%% (default: 0); "
+        "a robots.txt Crawl-delay is a floor",
     )
     parser.add_argument(
         "--ignore-robots",
@@ -260,14 +263,10 @@ def _read_list(name: str, console: Console) -> tuple[list[ListedURL], list[BadLi
         with _open_list(name) as lines:
             for item in read_url_list(lines):
                 (listed if isinstance(item, ListedURL) else bad).append(item)  # type: ignore[arg-type]
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise InputError(f"cannot read the URL list {name}: {error}") from None
     for line in bad:
-        console.print(
-            f"{name}:{line.line}: skipped {line.text!r}: {line.reason}",
-            highlight=False,
-            markup=False,
-        )
+        console.print(f"{name}:{line.line}: skipped {line.text!r}: {line.reason}")
     if not listed:
         raise InputError(f"no valid URL in {name}")
     return listed, bad
@@ -275,10 +274,18 @@ def _read_list(name: str, console: Console) -> tuple[list[ListedURL], list[BadLi
 
 @contextlib.contextmanager
 def _open_list(name: str) -> Iterator[TextIO]:
+    """The list as UTF-8 text whose undecodable bytes become lone surrogates, so that
+    `read_url_list` reports such a line by its number instead of the whole list failing."""
     if name == "-":
-        yield sys.stdin
+        if sys.stdin is None:
+            raise OSError("standard input is closed")
+        text = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+        try:
+            yield text
+        finally:
+            text.detach()  # leaves stdin open: a collected wrapper closes what it wraps
     else:
-        with open(name, encoding="utf-8-sig") as file:
+        with open(name, encoding="utf-8-sig", errors="surrogateescape") as file:
             yield file
 
 

@@ -634,6 +634,7 @@ class _Run:
             output = crawl.output if crawl is not None else None
             if output is not None:
                 steps.callback(lambda: output.close(self.stats.snapshot()))
+            steps.callback(self.stats.stop)  # once everything else has shut down
             if parser is not None:
                 steps.callback(parser.shutdown, wait=True, cancel_futures=True)
             if fetcher is not None:

@@ -56,6 +56,7 @@ class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._started = time.monotonic()
+        self._stopped: float | None = None
         self._queued = 0
         self._fetching = 0
         self._parsing = 0
@@ -121,10 +122,17 @@ class Stats:
         with self._lock:
             self._skipped[reason] += count
 
+    def stop(self) -> None:
+        """Stop the clock as the crawl ends: every later snapshot has the same elapsed time,
+        so stats.json and the summary printed after it agree."""
+        with self._lock:
+            self._stopped = time.monotonic()
+
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
+            now = time.monotonic() if self._stopped is None else self._stopped
             return StatsSnapshot(
-                elapsed_s=round(time.monotonic() - self._started, 3),
+                elapsed_s=round(now - self._started, 3),
                 queued=self._queued,
                 fetching=self._fetching,
                 parsing=self._parsing,

@@ -34,6 +34,8 @@ _HOSTNAME = re.compile(
 _SCHEME_PREFIX = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _HOST_AND_PORT = re.compile(r"^[^:/?#]+:[0-9]+(?:[/?#]|$)")
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
+# What errors="surrogateescape" makes of a byte that is not UTF-8.
+_UNDECODED_BYTE = re.compile("[\udc80-\udcff]")
 _FORBIDDEN_IN_LINE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 # A relative path ("b.html", "../x?q"): its first segment has no ":" (that would be a scheme).
 _RELATIVE_PATH = re.compile(r"[^:/?#\\]+(?:[/?#\\]|$)")
@@ -125,16 +127,25 @@ def read_url_list(lines: Iterable[str]) -> Iterator[ListedURL | BadLine]:
 
     Lines without a scheme are read as https. Whitespace or control characters inside a
     line make it invalid: a URL list is typed by people, and a space usually means two
-    URLs ran together.
+    URLs ran together. So do bytes that are not UTF-8, when `lines` were decoded with
+    errors="surrogateescape": one bad line does not cost the others.
     """
     for number, raw in enumerate(lines, start=1):
         text = (raw.removeprefix("\ufeff") if number == 1 else raw).strip()
         if not text or text.startswith("#"):
             continue
+        if _UNDECODED_BYTE.search(text):
+            yield BadLine(number, _shown_with_escapes(text), "not UTF-8 text")
+            continue
         try:
             yield ListedURL(number, _listed_to_canonical(text))
         except InvalidURL as error:
             yield BadLine(number, text, str(error))
+
+
+def _shown_with_escapes(text: str) -> str:
+    """A line read with errors="surrogateescape", its undecodable bytes written as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _listed_to_canonical(text: str) -> str:

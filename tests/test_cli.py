@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -28,8 +30,9 @@ from processes import (
     write_list,
 )
 
-from scraper.cli import main
+from scraper.cli import _open_list, main
 from scraper.demo import SiteSpec, running_site
+from scraper.urls import BadLine, ListedURL, read_url_list
 
 FAST = ["--parsers", "2", "--retries", "0", "--timeout", "10"]
 OPTIONS = [
@@ -143,6 +146,42 @@ def test_dash_reads_the_list_from_stdin(demo_site, tmp_path):
     done = scrape(tmp_path, "-", "-o", "piped", "--quiet", *FAST, stdin=stdin)
     assert done.returncode == 0, done.stderr
     assert urls_recorded(tmp_path / "piped") == [demo_site.url_for("/page/2")]
+
+
+def test_a_line_that_is_not_utf8_is_reported_and_the_others_crawled(demo_site, tmp_path):
+    listed = [demo_site.url, demo_site.url_for("/page/2")]
+    (tmp_path / "list.txt").write_bytes(
+        f"{listed[0]}\n\xff\xfe junk\n{listed[1]}\n".encode("latin-1")
+    )
+    done = scrape(tmp_path, "list.txt", "--quiet", *FAST)
+    assert done.returncode == 1, done.stderr
+    assert "list.txt:2: skipped '\\\\xff\\\\xfe junk': not UTF-8 text" in done.stderr
+    assert urls_recorded(tmp_path / "output") == sorted(listed)
+    skipped = read_jsonl(tmp_path / "output/skipped.jsonl")
+    assert [
+        (entry["url"], entry["detail"]) for entry in skipped if entry["reason"] == "invalid"
+    ] == [("\\xff\\xfe junk", "line 2: not UTF-8 text")]
+
+
+def test_standard_input_that_is_not_utf8_is_read_line_by_line(monkeypatch):
+    stdin = io.TextIOWrapper(io.BytesIO(b"http://a.example/\n\xff\n"), encoding="ascii")
+    monkeypatch.setattr(sys, "stdin", stdin)
+    with _open_list("-") as lines:
+        items = list(read_url_list(lines))
+    assert items == [ListedURL(1, "http://a.example/"), BadLine(2, "\\xff", "not UTF-8 text")]
+    assert not stdin.buffer.closed  # the reader lets go of stdin without closing it
+
+
+def test_messages_keep_their_brackets_and_stay_on_one_line_in_a_pipe(tmp_path):
+    """No rich markup (a path's "[x]" is no style) and no wrapping at 80 columns: each
+    message is one line a script can grep."""
+    long_line = "ftp://" + "x" * 120
+    listing = write_list(tmp_path, long_line, "http://127.0.0.1:1/")
+    (tmp_path / "taken[x]").write_text("a file where the output directory should go\n")
+    done = scrape(tmp_path, listing.name, "-o", "taken[x]/out", *FAST)
+    assert done.returncode == 2
+    assert f"list.txt:1: skipped {long_line!r}: scheme 'ftp' is not http or https\n" in done.stderr
+    assert "cannot create the output directory taken[x]/out" in done.stderr
 
 
 def test_an_unknown_flag_exits_2(tmp_path):

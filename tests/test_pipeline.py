@@ -347,6 +347,19 @@ def test_max_pages_limits_the_records(fresh_site, tmp_path):
     assert json.loads((tmp_path / "stats.json").read_text())["pages"] == 5
 
 
+def test_the_clock_stops_when_the_crawl_ends(demo_site, tmp_path):
+    """The summary printed after a crawl and its stats.json report the same elapsed time."""
+    crawler = Crawler(Config.from_options(output=tmp_path))
+    assert len(list(crawler.run([demo_site.url_for("/page/2")]))) == 1
+    written = json.loads((tmp_path / "stats.json").read_text())
+    time.sleep(0.05)  # long enough to show on a clock that still ran (ms precision)
+    later = crawler.stats.snapshot()
+    assert (later.elapsed_s, later.to_json()["pages_per_second"]) == (
+        written["elapsed_s"],
+        written["pages_per_second"],
+    )
+
+
 def test_a_url_listed_twice_is_fetched_once(fresh_site, tmp_path):
     site = fresh_site
     spellings = [site.url, site.url.rstrip("/"), site.url + "#top", site.url_for("/page/1")]

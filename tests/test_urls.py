@@ -135,6 +135,17 @@ def test_a_leading_byte_order_mark_is_ignored() -> None:
     assert items == [ListedURL(1, "http://example.com/a"), ListedURL(2, "http://example.com/b")]
 
 
+def test_a_line_that_is_not_utf8_is_invalid_and_the_others_are_read() -> None:
+    # as the CLI reads a list: errors="surrogateescape" turns each bad byte into U+DCxx
+    lines = ["http://a.example/\n", "http://b.example/\udce9\n", "\udcff\udcfe\n", "c.example"]
+    assert list(read_url_list(lines)) == [
+        ListedURL(1, "http://a.example/"),
+        BadLine(2, "http://b.example/\\xe9", "not UTF-8 text"),
+        BadLine(3, "\\xff\\xfe", "not UTF-8 text"),
+        ListedURL(4, "https://c.example/"),
+    ]
+
+
 def test_read_url_list_is_lazy() -> None:
     def lines():
         yield "http://a.example/"
