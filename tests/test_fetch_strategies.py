@@ -192,6 +192,9 @@ def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningS
         ("bad-status-line", ErrorKind.PROTOCOL),
         ("hang-up", ErrorKind.CONNECT),
         ("cut-short", ErrorKind.CONNECT),
+        ("content-length-abc", ErrorKind.PROTOCOL),
+        ("content-length-twice", ErrorKind.PROTOCOL),
+        ("content-length-and-chunks", ErrorKind.PROTOCOL),
     ],
 )
 def test_broken_answers_end_in_the_same_kind(
@@ -342,6 +345,27 @@ async def _hang_up(request: web.Request) -> web.Response:
 @_routes.get("/cut-short")
 async def _cut_short(request: web.Request) -> web.Response:
     return await _write_raw(request, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this")
+
+
+# Framing that RFC 9112 calls an error, and aiohttp's parser refuses; requests would not.
+_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+
+
+@_routes.get("/content-length-abc")
+async def _content_length_abc(request: web.Request) -> web.Response:
+    return await _write_raw(request, _HEAD + b"Content-Length: abc\r\n\r\n<p>page</p>")
+
+
+@_routes.get("/content-length-twice")
+async def _content_length_twice(request: web.Request) -> web.Response:
+    twice = b"Content-Length: 11\r\nContent-Length: 11\r\n\r\n"
+    return await _write_raw(request, _HEAD + twice + b"<p>page</p>")
+
+
+@_routes.get("/content-length-and-chunks")
+async def _content_length_and_chunks(request: web.Request) -> web.Response:
+    both = b"Transfer-Encoding: chunked\r\nContent-Length: 11\r\n\r\n"
+    return await _write_raw(request, _HEAD + both + b"b\r\n<p>page</p>\r\n0\r\n\r\n")
 
 
 async def _write_raw(request: web.Request, data: bytes) -> web.Response:

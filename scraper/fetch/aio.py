@@ -46,6 +46,7 @@ from scraper.fetch.exchange import (
     ErrorTable,
     fold_headers,
     is_public,
+    refuse_bad_framing,
     refuse_private,
     refuse_undecodable,
 )
@@ -133,6 +134,7 @@ async def _fetch_once(
     """GET `url` once, without following redirects; the body is not read for a redirect."""
     async with session.get(url, allow_redirects=False) as answer:
         headers = fold_headers(answer.headers.items())
+        refuse_bad_framing(headers)  # aiohttp's parser has refused most already
         remote_address = answer.remote_address if isinstance(answer, _Answer) else None
         body = b""
         if answer.status not in REDIRECT_STATUSES:

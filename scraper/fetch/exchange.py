@@ -1,6 +1,7 @@
 """What every strategy does the same way with one HTTP exchange, whichever library carries it.
 
     fold_headers        lower-case names, repeated headers joined with ", "
+    refuse_bad_framing  a Content-Length that is not one plain number is `protocol`
     refuse_undecodable  a Content-Encoding the library cannot decode is `decode`, not a page
     BodyBudget          the size cap (counted after decompression) and the attempt's deadline
     refuse_private      the connect-time guard of `Request.public_only`
@@ -34,6 +35,29 @@ def fold_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return folded
 
 
+def refuse_bad_framing(headers: dict[str, str]) -> None:
+    """Raise `protocol` for a Content-Length that is not one plain number (empty, signed,
+    "abc", or repeated: folded into "4, 4"), or that comes with a Transfer-Encoding,
+    whatever the status.
+
+    RFC 9112 (6.3) makes the first an unrecoverable error and says the second "ought to be
+    handled as an error" (it is how responses are split). aiohttp's parser refuses both;
+    requests reads on to the end of the connection, or decodes the chunks, and calls what
+    came a page. Refused here for every strategy, so a record does not depend on `--fetch`.
+    """
+    declared = headers.get("content-length")
+    if declared is None:
+        return
+    if not _is_digits(declared.strip(" \t")):
+        raise TransportError(f"invalid Content-Length {declared!r}", ErrorKind.PROTOCOL)
+    if "transfer-encoding" in headers:
+        raise TransportError("both Content-Length and Transfer-Encoding", ErrorKind.PROTOCOL)
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def refuse_undecodable(headers: dict[str, str], decodable: Collection[str]) -> None:
     """Raise `decode` for a body in a Content-Encoding that the library would pass on as it
     came (both requests and aiohttp do, for codings they do not know): compressed bytes
@@ -57,8 +81,8 @@ class BodyBudget:
         self._deadline = started + limits.timeout
         self._chunks: list[bytes] = []
         self._size = 0
-        declared = headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > self._max_bytes:
+        declared = headers.get("content-length", "").strip(" \t")
+        if _is_digits(declared) and int(declared) > self._max_bytes:
             raise ResponseError(
                 f"Content-Length {declared} exceeds {self._max_bytes} bytes", ErrorKind.TOO_LARGE
             )

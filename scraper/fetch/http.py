@@ -41,6 +41,7 @@ from scraper.fetch.exchange import (
     BodyBudget,
     ErrorTable,
     fold_headers,
+    refuse_bad_framing,
     refuse_private,
     refuse_undecodable,
 )
@@ -128,6 +129,7 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
     try:
         with _get(session, url, timeout=(limits.timeout, limits.timeout)) as answer:
             headers = fold_headers(answer.raw.headers.items())
+            refuse_bad_framing(headers)
             remote_address = _peer_of(answer)
             body = b""
             if answer.status_code not in REDIRECT_STATUSES:
