@@ -11,6 +11,7 @@ OutputError: a body that cannot be saved (a full disk) ends the crawl.
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,7 +23,7 @@ from scraper.errors import OutputError, ParseError, ParseProcessDied
 from scraper.fetch.base import Response
 from scraper.parse import ParsedPage, parse_page
 from scraper.sinks import FileStore
-from scraper.workers import ignore_sigint, preload_for, process_context
+from scraper.workers import preload_for, process_context, start_child
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +110,19 @@ def open_parse_pool(config: Config) -> Executor:
         return ThreadPoolExecutor(config.parsers, thread_name_prefix="parse")
     context = process_context(preload_for(config.fetch))
     return _started(
-        ProcessPoolExecutor(config.parsers, mp_context=context, initializer=_start_parser),
+        ProcessPoolExecutor(
+            config.parsers,
+            mp_context=context,
+            initializer=_start_parser,
+            initargs=(os.getpid(),),
+        ),
         config.parsers,
     )
 
 
-def _start_parser() -> None:
+def _start_parser(crawl: int) -> None:
     """Runs first in every parse process; being in this module, it imports the parser."""
-    ignore_sigint()
+    start_child(crawl)
 
 
 def _started(pool: ProcessPoolExecutor, processes: int) -> ProcessPoolExecutor:

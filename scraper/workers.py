@@ -3,16 +3,19 @@
 forkserver, not fork: forking a process that runs threads can copy a held lock. The fork
 server can import the modules the children need once, and every child forks from it with
 them loaded instead of importing them anew (see `preload_for`). Children leave Ctrl-C to the
-main process, which shuts them down in order.
+main process, which shuts them down in order, and end if it dies without (`start_child`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.context
+import os
+import select
 import signal
 import sys
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import cast
 
@@ -43,8 +46,40 @@ def process_context(preload: list[str]) -> multiprocessing.context.BaseContext:
     return context
 
 
-def ignore_sigint() -> None:
+def start_child(parent: int) -> None:
+    """What every child process of a crawl does first: leave Ctrl-C to the main process
+    (`parent`), which shuts the pools down in order, and end as soon as that process is
+    gone without having done so (killed with SIGKILL). A worker waiting for work would
+    otherwise wait forever, and keep its fork server and multiprocessing's resource
+    tracker alive with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch = threading.Thread(target=_exit_when_gone, args=(parent,), name="watch", daemon=True)
+    watch.start()
+
+
+def _exit_when_gone(pid: int) -> None:
+    """Wait, without polling where Linux allows (a pidfd is readable once its process has
+    ended, and never names a later process that reuses the number), then end this one."""
+    try:
+        descriptor = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # not Linux 5.3 or later: look once a second
+        while _is_running(pid):
+            time.sleep(1.0)
+    else:
+        select.select([descriptor], [], [])
+    os._exit(1)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # running, as another user: the number was reused
+        return False
+    return True
 
 
 def terminate_pool(pool: ProcessPoolExecutor) -> None:

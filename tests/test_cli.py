@@ -238,6 +238,39 @@ def slow_site() -> Any:
         yield site
 
 
+@pytest.mark.parametrize("fetch", ["threads", "processes"])
+def test_no_child_process_outlives_a_killed_crawl(slow_site, tmp_path, fetch):
+    """SIGKILL gives the crawl no chance to shut its pools down: the parse processes (and
+    the `processes` strategy's fetch workers) must notice and end, with the fork server and
+    resource tracker they keep alive, instead of waiting for work forever."""
+    listing = write_list(tmp_path, slow_site.url)
+    pages = tmp_path / "output" / "pages.jsonl"
+    process = subprocess.Popen(
+        scrape_command(listing.name, "--depth", "10", "--fetch", fetch, *FAST),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        started = wait_for(
+            lambda: pages.exists() and pages.read_bytes().count(b"\n") >= 5, RUN_TIMEOUT
+        )
+        assert started and process.poll() is None, "the crawl ended before it could be killed"
+        children = [
+            line for line in session_processes(process.pid) if int(line.split()[0]) != process.pid
+        ]
+        assert len(children) >= 3  # fork server, resource tracker, parse processes at least
+        process.kill()
+        process.wait(SIGNAL_TIMEOUT)
+        assert wait_for(lambda: not session_processes(process.pid), GRACE), session_processes(
+            process.pid
+        )
+    finally:
+        kill_session(process)
+
+
 @pytest.mark.parametrize("target", ["process group", "main process"])
 def test_ctrl_c_stops_the_crawl_in_order(slow_site, tmp_path, target):
     listing = write_list(tmp_path, slow_site.url)

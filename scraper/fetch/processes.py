@@ -16,6 +16,7 @@ waiting on a stalled server would otherwise hold the interpreter at exit for `ti
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 from scraper.errors import ErrorKind, FetchError, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.records import Request
-from scraper.workers import ignore_sigint, preload_for, process_context, terminate_pool
+from scraper.workers import preload_for, process_context, start_child, terminate_pool
 
 if TYPE_CHECKING:
     from scraper.fetch.http import Sessions
@@ -32,15 +33,17 @@ if TYPE_CHECKING:
 _sessions: Sessions | None = None  # a worker process's own, made when the worker starts
 
 
-def _start_worker(limits: Limits) -> None:
-    """Each worker makes its own Sessions once, and leaves Ctrl-C to the main process.
+def _start_worker(crawl: int, limits: Limits) -> None:
+    """Each worker makes its own Sessions once; `crawl` is the main process (`start_child`).
 
     requests is imported here, in the worker (its fork server has it loaded already), not
     by this module: the main process of a `processes` crawl never sends a request itself,
-    and importing requests there (≈ 70 ms) delayed the crawl's first one.
+    and importing requests there (≈ 70 ms) delayed the crawl's first one. Ctrl-C is left to
+    the main process before that import, which takes a while where a worker does it itself
+    (spawn).
     """
     global _sessions  # noqa: PLW0603 - one set of Sessions per worker process, for its lifetime
-    ignore_sigint()  # first: where the worker imports requests itself (spawn), that takes a while
+    start_child(crawl)
     from scraper.fetch.http import Sessions  # noqa: PLC0415
 
     _sessions = Sessions(limits)
@@ -95,7 +98,7 @@ class ProcessFetcher:
             self._workers,
             mp_context=process_context(preload_for("processes")),
             initializer=_start_worker,
-            initargs=(self._limits,),
+            initargs=(os.getpid(), self._limits),
         )
 
     def _settle(self, future: Future[Response], job: Future[Response]) -> None:
