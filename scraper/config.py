@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -90,6 +91,8 @@ class Config:
             raise ConfigError("user_agent must be a non-empty string")
         if self.extract is not None and not callable(self.extract):
             raise ConfigError("extract must be a callable (soup, url) -> value")
+        if self.extract is not None and self.parse == "processes":
+            _sendable_to_processes(self.extract)
         if not isinstance(self.allow_domains, list | tuple | set | frozenset) or not all(
             isinstance(domain, str) for domain in self.allow_domains
         ):
@@ -133,6 +136,20 @@ def _number(name: str, value: float, *, above: float | None = None, at_least: fl
     if not valid or value < at_least or (above is not None and value <= above):
         bound = f"> {above}" if above is not None else f">= {at_least}"
         raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _sendable_to_processes(extract: Extractor) -> None:
+    """Refuse now, rather than on every page, an extraction function the parse processes
+    cannot be sent: functions travel by their importable name, which a lambda or a
+    function defined inside another has not."""
+    try:
+        pickle.dumps(extract)
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        raise ConfigError(
+            "extract must be a function defined at the top level of a module to run in "
+            f"parse processes ({error}); a lambda or a nested function works with "
+            "parse='threads' or parse='inline'"
+        ) from None
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -138,6 +138,7 @@ class Crawler:
         self, urls: Iterable[str], *, rejected: Iterable[BadLine] = ()
     ) -> Generator[Page, None, None]:
         """Yield a Page per URL attempted. `rejected` lines are logged as skipped."""
+        _refuse_one_string(urls)
         self._current = _Run(self.config, self.stats)
         return self._current.pages(urls, rejected)
 
@@ -160,6 +161,7 @@ class Crawler:
         """
         import asyncio  # noqa: PLC0415 (whoever awaits this has it loaded; the CLI need not)
 
+        _refuse_one_string(urls)
         run = self._current = _Run(self.config, self.stats)
         pages = run.pages(urls, ())
         done = object()
@@ -648,6 +650,12 @@ class _Run:
 
 
 # -- values and pure helpers ---------------------------------------------------------------
+
+
+def _refuse_one_string(urls: Iterable[str]) -> None:
+    """A string is an iterable of URLs too, each a character long: say what was meant."""
+    if isinstance(urls, str | bytes):
+        raise TypeError(f"urls must be an iterable of URLs, not one string: use [{urls!r}]")
 
 
 def _limits(config: Config) -> Limits:

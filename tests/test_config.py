@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import extractors
 import pytest
 
 from scraper.config import (
@@ -186,3 +187,14 @@ def test_replace_normalizes_again(tmp_path: Path) -> None:
 def test_config_error_is_catchable_as_value_error() -> None:
     with pytest.raises(ValueError, match="per_host"):
         Config(per_host=-3)
+
+
+def test_an_extraction_the_parse_processes_cannot_receive_is_refused_up_front():
+    def nested(soup, url):
+        return url
+
+    for extract in (lambda soup, url: url, nested):
+        with pytest.raises(ConfigError, match="top level of a module"):
+            Config(extract=extract)  # parse="processes" is the default
+        assert Config(extract=extract, parse="threads").extract is extract
+    assert Config(extract=extractors.headings).extract is extractors.headings

@@ -347,6 +347,17 @@ def test_max_pages_limits_the_records(fresh_site, tmp_path):
     assert json.loads((tmp_path / "stats.json").read_text())["pages"] == 5
 
 
+def test_one_string_instead_of_a_list_of_urls_is_refused():
+    with pytest.raises(TypeError, match=r"use \['http://a.example/'\]"):
+        crawl("http://a.example/")
+
+    async def first_of_arun() -> Any:
+        return await anext(Crawler(Config()).arun("http://a.example/"))  # type: ignore[arg-type]
+
+    with pytest.raises(TypeError, match="not one string"):
+        asyncio.run(first_of_arun())
+
+
 def test_the_clock_stops_when_the_crawl_ends(demo_site, tmp_path):
     """The summary printed after a crawl and its stats.json report the same elapsed time."""
     crawler = Crawler(Config.from_options(output=tmp_path))
