@@ -55,7 +55,10 @@ def scrape(argv: Sequence[str]) -> int:
     from scraper.pipeline import Crawler  # noqa: PLC0415
     from scraper.report import Progress, summary_table  # noqa: PLC0415
 
-    options = _crawl_parser().parse_args(argv)
+    parser = _crawl_parser()
+    options = parser.parse_args(argv)
+    if options.resume and options.frontier == "memory":
+        parser.error("--resume needs the sqlite frontier: --frontier memory keeps no state")
     # Plain text, one message a line: paths and URLs in messages keep their brackets (no
     # markup), and a long line stays whole on a pipe (rich would wrap it at 80 columns).
     console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)

@@ -36,10 +36,13 @@ class StatsSnapshot:
     errors: Mapping[str, int]
     fetch_time_s: float
     parse_time_s: float
+    resumed_pages: int = 0  # of `pages`, those earlier runs of a resumed crawl recorded
 
     @property
     def pages_per_second(self) -> float:
-        return self.pages / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """This run's rate: `elapsed_s` is this run's time, so its pages only."""
+        pages = self.pages - self.resumed_pages
+        return pages / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -57,6 +60,7 @@ class Stats:
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._stopped: float | None = None
+        self._resumed_pages = 0
         self._queued = 0
         self._fetching = 0
         self._parsing = 0
@@ -114,6 +118,7 @@ class Stats:
             ok=bool(record.get("ok")), error_kind=error.get("kind") if error else None
         )
         with self._lock:
+            self._resumed_pages += 1
             self._bytes += int(record.get("bytes") or 0)
             if record.get("status") is not None:
                 self._statuses[str(record["status"])] += 1
@@ -146,4 +151,5 @@ class Stats:
                 errors=MappingProxyType(dict(self._errors)),
                 fetch_time_s=round(self._fetch_time, 3),
                 parse_time_s=round(self._parse_time, 3),
+                resumed_pages=self._resumed_pages,
             )

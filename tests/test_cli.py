@@ -184,6 +184,13 @@ def test_messages_keep_their_brackets_and_stay_on_one_line_in_a_pipe(tmp_path):
     assert "cannot create the output directory taken[x]/out" in done.stderr
 
 
+def test_resume_with_a_memory_frontier_is_a_usage_error(tmp_path):
+    listing = write_list(tmp_path, "http://127.0.0.1:1/")
+    done = scrape(tmp_path, listing.name, "--resume", "--frontier", "memory")
+    assert done.returncode == 2
+    assert "--resume needs the sqlite frontier" in done.stderr
+
+
 def test_an_unknown_flag_exits_2(tmp_path):
     listing = write_list(tmp_path, "http://127.0.0.1:1/")
     done = scrape(tmp_path, listing.name, "--no-such-flag")

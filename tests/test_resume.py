@@ -249,6 +249,8 @@ def test_a_finished_crawl_is_neither_replaced_nor_mixed_without_asking(
     assert fresh_site.hits == hits, "and nothing to fetch"
     stats = json.loads((output / "stats.json").read_text())
     assert stats["pages"] == first.count(b"\n"), "its earlier records still count"
+    assert stats["resumed_pages"] == stats["pages"], "all of them from the earlier run"
+    assert stats["pages_per_second"] == 0, "this run's rate: it recorded nothing"
 
     overwritten = scrape(tmp_path, *command, "--overwrite")
     assert overwritten.returncode == 0, overwritten.stderr
