@@ -282,11 +282,10 @@ def _open_list(name: str) -> Iterator[TextIO]:
     if name == "-":
         if sys.stdin is None:
             raise OSError("standard input is closed")
-        text = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
-        try:
-            yield text
-        finally:
-            text.detach()  # leaves stdin open: a collected wrapper closes what it wraps
+        if isinstance(sys.stdin, io.TextIOWrapper):  # not a caller's StringIO
+            with contextlib.suppress(io.UnsupportedOperation):  # read from already: as it is
+                sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
+        yield sys.stdin
     else:
         with open(name, encoding="utf-8-sig", errors="surrogateescape") as file:
             yield file

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -140,16 +141,22 @@ def _number(name: str, value: float, *, above: float | None = None, at_least: fl
 
 def _sendable_to_processes(extract: Extractor) -> None:
     """Refuse now, rather than on every page, an extraction function the parse processes
-    cannot be sent: functions travel by their importable name, which a lambda or a
-    function defined inside another has not."""
-    try:
-        pickle.dumps(extract)
-    except (pickle.PicklingError, AttributeError, TypeError) as error:
-        raise ConfigError(
-            "extract must be a function defined at the top level of a module to run in "
-            f"parse processes ({error}); a lambda or a nested function works with "
-            "parse='threads' or parse='inline'"
-        ) from None
+    cannot be sent. Functions travel by their importable name, which a lambda or a function
+    defined inside another has not; nor has one defined in a `__main__` without a file (a
+    notebook, the REPL), which pickles but cannot be imported by a parse process."""
+    main = sys.modules.get("__main__")
+    if getattr(extract, "__module__", None) == "__main__" and not hasattr(main, "__file__"):
+        reason = "it is defined in an interactive session"
+    else:
+        try:
+            pickle.dumps(extract)
+            return
+        except Exception as error:  # a __reduce__ may raise anything
+            reason = str(error)
+    raise ConfigError(
+        f"extract cannot be sent to the parse processes ({reason}): use a function defined "
+        "at the top level of a module, or parse='threads' or parse='inline'"
+    )
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:

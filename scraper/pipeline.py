@@ -211,6 +211,7 @@ class _Run:
         self, urls: Iterable[str], rejected: Iterable[BadLine]
     ) -> Generator[Page, None, None]:
         crawl = fetcher = parser = dispatcher = None
+        self.stats.start()
         try:
             crawl = open_crawl(self.config, self.stats)
             self.frontier, self.output, self.resumed = crawl.frontier, crawl.output, crawl.resumed

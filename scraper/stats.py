@@ -127,6 +127,11 @@ class Stats:
         with self._lock:
             self._skipped[reason] += count
 
+    def start(self) -> None:
+        """Start the clock as a run begins (a Crawler may run more than once)."""
+        with self._lock:
+            self._started, self._stopped = time.monotonic(), None
+
     def stop(self) -> None:
         """Stop the clock as the crawl ends: every later snapshot has the same elapsed time,
         so stats.json and the summary printed after it agree."""

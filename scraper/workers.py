@@ -59,27 +59,20 @@ def start_child(parent: int) -> None:
 
 def _exit_when_gone(pid: int) -> None:
     """Wait, without polling where Linux allows (a pidfd is readable once its process has
-    ended, and never names a later process that reuses the number), then end this one."""
+    ended, and never names a later process that reuses the number), then end this one.
+    Elsewhere (spawn, off Linux), the parent is the main process: look once a second
+    whether this process has been handed to another parent."""
     try:
         descriptor = os.pidfd_open(pid)
     except ProcessLookupError:
         os._exit(1)
-    except (AttributeError, OSError):  # not Linux 5.3 or later: look once a second
-        while _is_running(pid):
+    except (AttributeError, OSError):
+        parent = os.getppid()
+        while os.getppid() == parent:
             time.sleep(1.0)
     else:
         select.select([descriptor], [], [])
     os._exit(1)
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # running, as another user: the number was reused
-        return False
-    return True
 
 
 def terminate_pool(pool: ProcessPoolExecutor) -> None:

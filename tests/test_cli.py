@@ -169,7 +169,12 @@ def test_standard_input_that_is_not_utf8_is_read_line_by_line(monkeypatch):
     with _open_list("-") as lines:
         items = list(read_url_list(lines))
     assert items == [ListedURL(1, "http://a.example/"), BadLine(2, "\\xff", "not UTF-8 text")]
-    assert not stdin.buffer.closed  # the reader lets go of stdin without closing it
+
+
+def test_standard_input_that_is_a_text_stream_is_read_as_it_is(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("http://a.example/\n"))  # a caller's
+    with _open_list("-") as lines:
+        assert list(read_url_list(lines)) == [ListedURL(1, "http://a.example/")]
 
 
 def test_messages_keep_their_brackets_and_stay_on_one_line_in_a_pipe(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,19 @@ def test_an_extraction_the_parse_processes_cannot_receive_is_refused_up_front():
         return url
 
     for extract in (lambda soup, url: url, nested):
-        with pytest.raises(ConfigError, match="top level of a module"):
+        with pytest.raises(ConfigError, match="cannot be sent to the parse processes"):
             Config(extract=extract)  # parse="processes" is the default
         assert Config(extract=extract, parse="threads").extract is extract
     assert Config(extract=extractors.headings).extract is extractors.headings
+
+
+def test_an_extraction_defined_in_an_interactive_session_is_refused(monkeypatch):
+    """It pickles by name, but a parse process cannot import a __main__ without a file."""
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
+
+    def typed_in(soup, url):
+        return url
+
+    typed_in.__module__ = "__main__"
+    with pytest.raises(ConfigError, match="interactive session"):
+        Config(extract=typed_in)

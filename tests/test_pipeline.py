@@ -347,6 +347,17 @@ def test_max_pages_limits_the_records(fresh_site, tmp_path):
     assert json.loads((tmp_path / "stats.json").read_text())["pages"] == 5
 
 
+def test_the_clock_runs_again_for_a_second_run_of_a_crawler(demo_site):
+    crawler = Crawler(Config())
+    list(crawler.run([demo_site.url_for("/page/2")]))  # its end stops the clock
+    pages = crawler.run([demo_site.url_for("/page/3")])
+    next(pages)
+    before = crawler.stats.snapshot().elapsed_s
+    time.sleep(0.05)  # long enough to show on a running clock (ms precision)
+    assert crawler.stats.snapshot().elapsed_s > before
+    pages.close()
+
+
 def test_one_string_instead_of_a_list_of_urls_is_refused():
     with pytest.raises(TypeError, match=r"use \['http://a.example/'\]"):
         crawl("http://a.example/")

@@ -40,10 +40,12 @@ def refuse_bad_framing(headers: dict[str, str]) -> None:
     "abc", or repeated: folded into "4, 4"), or that comes with a Transfer-Encoding,
     whatever the status.
 
-    RFC 9112 (6.3) makes the first an unrecoverable error and says the second "ought to be
-    handled as an error" (it is how responses are split). aiohttp's parser refuses both;
-    requests reads on to the end of the connection, or decodes the chunks, and calls what
-    came a page. Refused here for every strategy, so a record does not depend on `--fetch`.
+    RFC 9112 (6.3) makes an invalid Content-Length an unrecoverable error and says one with
+    a Transfer-Encoding "ought to be handled as an error" (it is how responses are split);
+    a repeated equal value may be refused or read as one (RFC 9110, 8.6). aiohttp's parser
+    refuses all of them; requests reads on to the end of the connection, or decodes the
+    chunks, and calls what came a page. So they are refused here for every strategy, and a
+    record does not depend on `--fetch`.
     """
     declared = headers.get("content-length")
     if declared is None:
