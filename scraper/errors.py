@@ -62,9 +62,12 @@ class OutputError(ScraperError):
 
 
 class FetchError(ScraperError):
-    """One fetch attempt failed. `kind` is the record's error kind."""
+    """One fetch attempt failed. `kind` is the record's error kind; `elapsed` is how long the
+    attempt took, which only the crawl knows (from submitting it to its answer), so the
+    crawl sets it; 0 when nothing was sent (robots.txt, --max-pages)."""
 
     kind: ErrorKind = ErrorKind.CONNECT
+    elapsed: float = 0.0
 
     def __init__(self, message: str, kind: ErrorKind | None = None) -> None:
         super().__init__(message, kind)

@@ -48,7 +48,7 @@ def page_for(
             bytes=0,
             sha256=None,
             path=None,
-            elapsed_ms=0,
+            elapsed_ms=round(outcome.elapsed * 1000),
             **base,
         )
     error = None

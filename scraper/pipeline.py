@@ -310,6 +310,7 @@ class _Run:
         which the fetch policy retries, rather than a URL that never finishes."""
         assert self.fetcher is not None
         self.stats.fetch_started()
+        started = time.monotonic()
         try:
             future = self.fetcher.submit(request)
         except RuntimeError as error:
@@ -317,7 +318,7 @@ class _Run:
             future.set_exception(
                 TransportError(f"cannot start the fetch: {error}", ErrorKind.CONNECT)
             )
-        future.add_done_callback(functools.partial(self._on_fetched, request))
+        future.add_done_callback(functools.partial(self._on_fetched, request, started))
 
     def _submit_later(self, request: Request, delay: float) -> None:
         """Fetch a robots.txt again (a retry, a redirect hop) under its URL's lease, after
@@ -327,13 +328,15 @@ class _Run:
         timer.daemon = True
         timer.start()
 
-    def _on_fetched(self, request: Request, future: Future[Response]) -> None:
+    def _on_fetched(self, request: Request, started: float, future: Future[Response]) -> None:
         """Done-callback of a fetch, run in whatever thread finished it: free the fetch slot
         and the host's politeness slot now, not when the collector gets to the answer, then
         hand the answer off. (A robots.txt frees its host when its rules are learnt.) Nothing
         here may lose the answer: an error would only be logged, and the crawl would wait
         for the answer forever."""
         outcome = _outcome(future)
+        if isinstance(outcome, FetchError):  # a Response measured itself
+            outcome.elapsed = time.monotonic() - started
         try:
             if not request.for_robots:
                 self.frontier.fetched(request, throttled=_is_push_back(outcome))
@@ -373,7 +376,7 @@ class _Run:
         request, outcome = event.request, event.outcome
         if event.attempted:
             self.stats.fetch_finished(
-                _elapsed(outcome),
+                outcome.elapsed,
                 status=outcome.status if isinstance(outcome, Response) else None,
                 size=len(outcome.body) if isinstance(outcome, Response) else 0,
             )
@@ -692,10 +695,6 @@ def _unfetchable_reason(href: str) -> SkipReason:
 
 def _is_good_html(response: Response) -> bool:
     return is_ok(response) and is_html(response.headers.get("content-type"))
-
-
-def _elapsed(outcome: Response | FetchError) -> float:
-    return outcome.elapsed if isinstance(outcome, Response) else 0.0
 
 
 def _came_from_private(response: Response) -> bool:

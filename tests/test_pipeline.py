@@ -358,6 +358,16 @@ def test_the_clock_runs_again_for_a_second_run_of_a_crawler(demo_site):
     pages.close()
 
 
+@pytest.mark.parametrize("fetch", ["threads", "async", "processes", "sequential"])
+def test_a_failed_attempt_records_how_long_it_took(demo_site, fetch):
+    """A timeout took the whole timeout: its record and fetch_time_s say so, not 0."""
+    crawler = Crawler(Config(timeout=0.3, retries=0, fetch=fetch, parse="inline"))
+    [page] = crawler.run([demo_site.url_for("/stall")])
+    assert page.error is not None and page.error["kind"] == "timeout"
+    assert page.elapsed_ms >= 300
+    assert crawler.stats.snapshot().fetch_time_s >= 0.3
+
+
 def test_one_string_instead_of_a_list_of_urls_is_refused():
     with pytest.raises(TypeError, match=r"use \['http://a.example/'\]"):
         crawl("http://a.example/")
