@@ -40,8 +40,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type hints
 from w3lib.encoding import (
+    html_body_declared_encoding,
     html_to_unicode,
     http_content_type_encoding,
+    read_bom,
     resolve_encoding,
     to_unicode,
 )
@@ -183,6 +185,8 @@ def decode_html(body: bytes, content_type_header: str | None) -> tuple[str, str]
     declared in the body, it sends us straight to detection, then utf-8.
     """
     header = content_type_header if _has_usable_charset(content_type_header) else None
+    if header is None or http_content_type_encoding(header) is None:
+        header = _utf8_for_declared_utf16(body) or header
     try:
         encoding, text = html_to_unicode(
             header, body, default_encoding="utf-8", auto_detect_fun=_detect_encoding
@@ -193,6 +197,21 @@ def decode_html(body: bytes, content_type_header: str | None) -> tuple[str, str]
         return text, encoding
     fallback = _detect_encoding(body) or "utf-8"
     return to_unicode(body, fallback), fallback
+
+
+def _utf8_for_declared_utf16(body: bytes) -> str | None:
+    """A Content-Type saying utf-8 for a page without a byte-order mark that declares
+    UTF-16 in its markup, else None. A declaration read from the markup was read as ASCII,
+    so the page cannot be UTF-16: browsers take UTF-8 then (WHATWG, "prescan"), and
+    decoding as UTF-16 would lose the whole page."""
+    if read_bom(body)[0] is not None:
+        return None
+    declared = html_body_declared_encoding(body)
+    try:
+        utf16 = declared is not None and codecs.lookup(declared).name.startswith("utf-16")
+    except LookupError:
+        return None
+    return "text/html; charset=utf-8" if utf16 else None
 
 
 def _has_usable_charset(content_type_header: str | None) -> bool:

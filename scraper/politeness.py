@@ -148,7 +148,9 @@ class RobotsRules:
         if isinstance(answer, FetchError):
             why = FetchError(f"robots.txt: {answer.message}", answer.kind)
         elif 200 <= answer.status < 300:
-            return cls(Protego.parse(answer.body.decode("utf-8", errors="replace")))
+            # utf-8-sig: a byte-order mark left in front of "User-agent" would hide the
+            # first group from protego (as it did from Scrapy: scrapy#6195).
+            return cls(Protego.parse(answer.body.decode("utf-8-sig", errors="replace")))
         elif 400 <= answer.status < 500:
             return cls()
         else:

@@ -561,3 +561,16 @@ def test_links_resolve_as_canonicalize_resolves_them(hrefs: list[str], base: str
         with contextlib.suppress(InvalidURL):
             expected.setdefault(canonicalize(href.strip(), base))
     assert parse_page(base, "text/html", html).links == tuple(expected)
+
+
+@pytest.mark.parametrize("label", ["utf-16", "UTF-16LE", "utf-16be"])
+def test_a_page_declaring_utf16_in_its_markup_is_read_as_utf8(label):
+    """As browsers do: a declaration readable as ASCII cannot be right about UTF-16."""
+    body = f'<meta charset="{label}"><title>Caf\u00e9</title><a href="/x">x</a>'.encode()
+    page = parse_page("http://h.example/", "text/html", body)
+    assert (page.title, page.links, page.encoding) == ("Café", ("http://h.example/x",), "utf-8")
+
+
+def test_a_utf16_page_with_its_byte_order_mark_stays_utf16():
+    body = "\ufeff<meta charset=utf-16><title>Caf\u00e9</title>".encode("utf-16-le")
+    assert parse_page("http://h.example/", "text/html", body).title == "Café"

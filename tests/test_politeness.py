@@ -99,6 +99,14 @@ def test_undecodable_robots_txt_is_read_leniently() -> None:
     assert rules.allows("http://h.example/public", AGENT)
 
 
+def test_a_byte_order_mark_does_not_hide_the_first_group() -> None:
+    body = "\ufeffUser-agent: *\nDisallow: /secret\n".encode()
+    response = Response("http://h.example/robots.txt", 200, "OK", {}, body, 0.0)
+    rules = RobotsRules.from_answer(response, now=0.0)
+    assert not rules.allows("http://h.example/secret", AGENT)
+    assert rules.allows("http://h.example/public", AGENT)
+
+
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410])
 def test_rules_from_4xx_allow_everything(status: int) -> None:
     rules = RobotsRules.from_answer(answer(status, "User-agent: *\nDisallow: /\n"), now=0.0)
