@@ -389,6 +389,9 @@ class _Run:
         decision = self.policy.decide(request, outcome)
         if isinstance(decision, Follow) and (blocked := self._blocked_redirect(request, decision)):
             decision = Finish(blocked)
+        refused = decision.outcome if isinstance(decision, Finish) else None
+        if isinstance(refused, FetchError) and isinstance(outcome, Response):
+            refused.elapsed = outcome.elapsed  # a redirect refused: the attempt's time
         if isinstance(decision, Retry):
             self._release_lease()
             self.stats.retry_scheduled()
@@ -417,7 +420,9 @@ class _Run:
             self.frontier.done(request)
             self._skip(request.origin, SkipReason.PRIVATE, request.parent, outcome.message)
         elif outcome.kind is ErrorKind.PRIVATE_ADDRESS:
-            yield self._finish(request, FetchError(outcome.message, ErrorKind.REDIRECT_BLOCKED))
+            blocked = FetchError(outcome.message, ErrorKind.REDIRECT_BLOCKED)
+            blocked.elapsed = outcome.elapsed
+            yield self._finish(request, blocked)
         else:
             yield self._finish(request, outcome)
 

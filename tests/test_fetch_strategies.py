@@ -294,6 +294,12 @@ def test_a_killed_fetch_process_fails_its_request_and_the_pool_recovers(
 # -- a whole crawl -------------------------------------------------------------------------
 
 
+def test_a_refused_redirect_records_how_long_its_attempt_took(rude_server: str) -> None:
+    [page] = crawl([rude_server + "slow-redirect-to-itself"], parse="inline", output=None)
+    assert page.error is not None and page.error["kind"] == "redirect_loop"
+    assert page.elapsed_ms >= 100  # the server waited that long before its 302
+
+
 def crawl_signature(site: RunningSite, strategy: str) -> dict[str, tuple[Any, ...]]:
     pages = crawl([site.url], depth=3, fetch=strategy, output=None, parse="inline", workers=4)
     return {page.url: (page.status, page.sha256, tuple(sorted(page.links))) for page in pages}
@@ -375,6 +381,12 @@ async def _write_raw(request: web.Request, data: bytes) -> web.Response:
     request.transport.close()
     await asyncio.sleep(_FOREVER)  # cancelled: the client is gone (handler_cancellation)
     raise AssertionError("unreachable")
+
+
+@_routes.get("/slow-redirect-to-itself")
+async def _slow_redirect_to_itself(request: web.Request) -> web.Response:
+    await asyncio.sleep(0.1)
+    raise web.HTTPFound("/slow-redirect-to-itself")
 
 
 @_routes.get("/endless-redirect")
