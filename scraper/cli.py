@@ -25,8 +25,6 @@ from scraper.config import Config
 from scraper.errors import InputError, ScraperError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from scraper.pipeline import Crawler
     from scraper.urls import BadLine, ListedURL
 
@@ -50,43 +48,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 def scrape(argv: Sequence[str]) -> int:
     # The engine is imported here rather than at the top: every parse or fetch process
     # imports the main module again as it starts, and needs none of it (78-108 ms each).
-    from rich.console import Console  # noqa: PLC0415
-
     from scraper.pipeline import Crawler  # noqa: PLC0415
-    from scraper.report import Progress, summary_table  # noqa: PLC0415
+    from scraper.report import Progress, print_summary, say  # noqa: PLC0415
 
     parser = _crawl_parser()
     options = parser.parse_args(argv)
     if options.resume and options.frontier == "memory":
         parser.error("--resume needs the sqlite frontier: --frontier memory keeps no state")
-    # Plain text, one message a line: paths and URLs in messages keep their brackets (no
-    # markup), and a long line stays whole on a pipe (rich would wrap it at 80 columns).
-    console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     try:
         config = _config(options)
-        listed, bad = _read_list(options.url_list, console)
+        listed, bad = _read_list(options.url_list)
         crawler = Crawler(config)
         pages = crawler.run([item.url for item in listed], rejected=bad)
     except ScraperError as error:
-        console.print(f"scrape: error: {error}")
+        say(f"scrape: error: {error}")
         return EXIT_USAGE
     failed = bool(bad)
     try:
         with (
             _first_interrupt_stops(crawler) as interrupted,
-            Progress(crawler.stats.snapshot, console, quiet=options.quiet),
+            Progress(crawler.stats.snapshot, quiet=options.quiet),
             contextlib.closing(pages),
         ):
             for page in pages:
                 failed |= not page.ok
     except ScraperError as error:
-        console.print(f"scrape: error: {error}")
+        say(f"scrape: error: {error}")
         return EXIT_USAGE
     if interrupted.is_set():
-        console.print("scrape: interrupted; finished records are on disk")
+        say("scrape: interrupted; finished records are on disk")
         return EXIT_INTERRUPTED
     if not options.quiet:
-        console.print(summary_table(crawler.stats.snapshot()))
+        print_summary(crawler.stats.snapshot())
     return EXIT_FAILURES if failed else EXIT_OK
 
 
@@ -256,9 +249,10 @@ def _config(options: argparse.Namespace) -> Config:
     )
 
 
-def _read_list(name: str, console: Console) -> tuple[list[ListedURL], list[BadLine]]:
+def _read_list(name: str) -> tuple[list[ListedURL], list[BadLine]]:
     """Read the URL list, report each invalid line by number; fail if nothing is left."""
-    from scraper.urls import ListedURL, read_url_list  # noqa: PLC0415 (see `scrape`)
+    from scraper.report import say  # noqa: PLC0415 (see `scrape`)
+    from scraper.urls import ListedURL, read_url_list  # noqa: PLC0415
 
     listed: list[ListedURL] = []
     bad: list[BadLine] = []
@@ -269,7 +263,7 @@ def _read_list(name: str, console: Console) -> tuple[list[ListedURL], list[BadLi
     except OSError as error:
         raise InputError(f"cannot read the URL list {name}: {error}") from None
     for line in bad:
-        console.print(f"{name}:{line.line}: skipped {line.text!r}: {line.reason}")
+        say(f"{name}:{line.line}: skipped {line.text!r}: {line.reason}")
     if not listed:
         raise InputError(f"no valid URL in {name}")
     return listed, bad

@@ -11,9 +11,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from scraper.errors import ErrorKind, FetchError, ParseError
-from scraper.fetch.base import Response
-from scraper.parse import PageMeta, ParsedPage, media_type
-from scraper.records import Page, Request
+from scraper.fetch.base import Response, media_type
+from scraper.records import Page, PageMeta, ParsedPage, Request
 
 
 def is_ok(response: Response) -> bool:

@@ -34,7 +34,7 @@ import codecs
 import re
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
@@ -49,6 +49,7 @@ from w3lib.encoding import (
 )
 
 from scraper.errors import InvalidURL, ParseError
+from scraper.records import PageMeta, ParsedPage
 from scraper.urls import canonicalize, resolution_base
 
 if TYPE_CHECKING:
@@ -56,8 +57,6 @@ if TYPE_CHECKING:
 
 Extractor = Callable[["BeautifulSoup", str], Any]
 """A user hook: `(soup, url) -> JSON-able value`, stored as the record's `data`."""
-
-HTML_MEDIA_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 # Elements whose text a reader never sees.
 _HIDDEN_ELEMENTS = frozenset({"head", "script", "style", "noscript", "template"})
@@ -117,56 +116,6 @@ _C0_CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
 _TAB_OR_NEWLINE = str.maketrans("", "", "\t\n\r")
 # Absolute with a host: resolved without the base ("http:x" and "http:///x" are relative).
 _HAS_AUTHORITY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\\]")
-
-
-@dataclass(frozen=True, slots=True)
-class PageMeta:
-    """What the page says about itself.
-
-    description: <meta name=description> content, whitespace collapsed.
-    language: <html lang>, else the Content-Language header, else <meta http-equiv>.
-    canonical: <link rel=canonical> in absolute canonical form; None if not a fetchable URL.
-    robots: <meta name=robots> content, lower-cased and whitespace collapsed.
-    """
-
-    description: str | None
-    language: str | None
-    canonical: str | None
-    robots: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedPage:
-    """The result of parsing one page; plain values only, so it crosses the process pool.
-
-    title: the first <title>, whitespace collapsed; None when absent or empty.
-    links: <a>/<area> targets, absolute, canonical, http(s) only, first occurrence order.
-    text_chars: length of the visible text, whitespace collapsed to single spaces.
-    encoding: the Python codec the body was decoded with.
-    data: what the user's extraction function returned.
-    unfetchable: the other link targets (mailto:, javascript:, malformed...), as written,
-        so the crawl can say why they were not followed.
-    """
-
-    title: str | None
-    links: tuple[str, ...]
-    text_chars: int
-    meta: PageMeta
-    encoding: str
-    data: Any = None
-    unfetchable: tuple[str, ...] = ()
-
-
-def media_type(content_type_header: str | None) -> str | None:
-    """The media type of a Content-Type header, lower-cased and without parameters."""
-    if content_type_header is None:
-        return None
-    return content_type_header.partition(";")[0].strip().lower() or None
-
-
-def is_html(content_type: str | None) -> bool:
-    """Whether a Content-Type names HTML (or XHTML), the only bodies worth parsing."""
-    return media_type(content_type) in HTML_MEDIA_TYPES
 
 
 def decode_html(body: bytes, content_type_header: str | None) -> tuple[str, str]:

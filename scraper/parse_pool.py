@@ -11,6 +11,7 @@ OutputError: a body that cannot be saved (a full disk) ends the crawl.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -21,9 +22,12 @@ from typing import Any
 from scraper.config import Config, Extractor
 from scraper.errors import OutputError, ParseError, ParseProcessDied
 from scraper.fetch.base import Response
-from scraper.parse import ParsedPage, parse_page
+from scraper.parse import parse_page
+from scraper.records import ParsedPage
 from scraper.sinks import FileStore
-from scraper.workers import preload_for, process_context, start_child
+from scraper.workers import preload_for, process_context, start_child, terminate_pool
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,25 +85,52 @@ def _parse(url: str, response: Response, extract: Extractor | None) -> ParsedPag
     return replace(parsed, data=json.loads(encoded))
 
 
-def parse_result(future: Future[list[PageWork]]) -> list[PageWork] | ParseError:
-    """A finished `save_and_parse_all` as a value; raises OutputError if a page could not be
-    saved."""
-    if future.cancelled():
-        return ParseError("parsing was cancelled")
-    error = future.exception()
-    if error is None:
-        return future.result()
-    if isinstance(error, OutputError):
-        raise error
-    return _as_parse_error(error)
-
-
 def _as_parse_error(error: BaseException) -> ParseError:
     if isinstance(error, ParseError):
         return error
     if isinstance(error, BrokenProcessPool):
         return ParseProcessDied("the parse process died on this page")
     return ParseError(f"{type(error).__name__}: {error}")
+
+
+class ParseStage:
+    """The parse stage of one crawl: the executor `--parse` asks for, which it replaces
+    with a new one when a parse process dies (that breaks a process pool for good).
+    The pipeline hands it batches without knowing what runs them."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._executor = open_parse_pool(config)
+
+    def submit(
+        self, pages: list[tuple[str, str, Response]], files: FileStore | None
+    ) -> Future[list[PageWork]] | None:
+        """Start `save_and_parse_all` on a batch. None when the pool had broken: a new one
+        is started, and the batch is for the caller to send again."""
+        try:
+            return self._executor.submit(save_and_parse_all, pages, self._config.extract, files)
+        except BrokenProcessPool:
+            _log.warning("a parse process died; starting a new parse pool")
+            if isinstance(self._executor, ProcessPoolExecutor):
+                terminate_pool(self._executor)
+            self._executor = open_parse_pool(self._config)
+            return None
+
+    @staticmethod
+    def result(future: Future[list[PageWork]]) -> list[PageWork] | ParseError:
+        """A finished batch as a value; raises OutputError if a page could not be saved."""
+        if future.cancelled():
+            return ParseError("parsing was cancelled")
+        error = future.exception()
+        if error is None:
+            return future.result()
+        if isinstance(error, OutputError):
+            raise error
+        return _as_parse_error(error)
+
+    def shutdown(self) -> None:
+        """Wait for the batches being parsed; drop those not started."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def open_parse_pool(config: Config) -> Executor:

@@ -28,17 +28,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
-import logging
 import queue
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scraper.config import Config
 from scraper.errors import (
@@ -50,13 +48,12 @@ from scraper.errors import (
     TransportError,
 )
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher
+from scraper.fetch.base import is_html
 from scraper.fetch.policy import FetchPolicy, Finish, Follow, Retry
 from scraper.frontier import Admission, Frontier
 from scraper.outcome import is_ok, page_for
-from scraper.parse import ParsedPage, is_html
-from scraper.parse_pool import PageWork, open_parse_pool, parse_result, save_and_parse_all
 from scraper.politeness import RobotsGate, RobotsRules, Verdict, agent_token, robots_url
-from scraper.records import Page, Request, Skipped, SkipReason
+from scraper.records import Page, ParsedPage, Request, Skipped, SkipReason
 from scraper.sinks import CrawlOutput
 from scraper.state import Crawl, open_crawl
 from scraper.stats import Stats
@@ -68,9 +65,9 @@ from scraper.urls import (
     host_of,
     is_private,
 )
-from scraper.workers import terminate_pool
 
-_log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # the parse stack is imported as a crawl starts: see `_Run.pages`
+    from scraper.parse_pool import PageWork, ParseStage
 
 _POLL = 0.2  # seconds a blocked stage waits before re-checking whether to stop
 PARSE_BACKLOG = 8  # pages in the parse pool per parser: enough that a parser never idles
@@ -204,6 +201,7 @@ class _Run:
         self.parse_suspects: deque[_ParseJob] = deque()  # in the pool when a process died
         self.parsing = 0
         self.frontier: Frontier
+        self.parse_stage: ParseStage
         self.output: CrawlOutput | None = None
         self.resumed = False
 
@@ -221,16 +219,19 @@ class _Run:
             )
             dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
             dispatcher.start()
-            # Started after the first requests: a crawl begins with robots.txt and its seeds,
-            # a round trip or two, during which the parse processes start. Started before,
-            # the pool (≈ 75 ms: a fork server and its children) delayed every crawl's start.
-            parser = open_parse_pool(self.config)
+            # Imported and started after the first requests: a crawl begins with robots.txt
+            # and its seeds, a round trip or two, during which the parse stack loads
+            # (lxml, w3lib: ≈ 15-25 ms) and the parse processes start (≈ 75 ms: a fork
+            # server and its children). Before, they delayed every crawl's start.
+            from scraper.parse_pool import ParseStage  # noqa: PLC0415
+
+            parser = self.parse_stage = ParseStage(self.config)
             while not self._is_finished() and not self.stopping.is_set():
                 with suppress(queue.Empty):
                     event = self.events.get(timeout=_POLL)
                     yield from self._collect(event)
                     yield from self._collect_arrived()
-                    parser = self._feed_parser(parser)
+                    self._feed_parser()
                 self.stats.set_queued(self.frontier.pending())
         finally:
             self._shut_down(crawl, fetcher, parser, dispatcher)
@@ -348,7 +349,7 @@ class _Run:
 
     def _on_parsed(self, jobs: list[_ParseJob], future: Future[list[PageWork]]) -> None:
         try:
-            self.events.put(_Parsed(jobs, parse_result(future)))
+            self.events.put(_Parsed(jobs, self.parse_stage.result(future)))
         except OutputError as error:  # the page could not be saved: the disk is full
             self.events.put(_Failed(error))
 
@@ -476,8 +477,8 @@ class _Run:
             return self.output.save_body(request.origin, response.body)
         return None
 
-    def _feed_parser(self, parser: Executor) -> Executor:
-        """Move waiting pages into the parse pool while it has room; rebuild it if broken.
+    def _feed_parser(self) -> None:
+        """Move waiting pages into the parse pool while it has room.
 
         Pages go in batches of up to PARSE_BATCH when several wait: a hand-off to a parse
         process costs about 140 µs for one page and 64 µs a page in batches (measured here),
@@ -488,16 +489,11 @@ class _Run:
         while (room := PARSE_BACKLOG * self.config.parsers - self.parsing) > 0:
             batch = self._next_parse_batch(min(room, PARSE_BATCH))
             if not batch:
-                return parser
+                return
             pages = [(job.request.url, job.request.origin, job.response) for job in batch]
             files = self.output.files if self.output and self.config.save_files else None
-            try:
-                future = parser.submit(save_and_parse_all, pages, self.config.extract, files)
-            except BrokenProcessPool:
-                _log.warning("a parse process died; starting a new parse pool")
-                if isinstance(parser, ProcessPoolExecutor):
-                    terminate_pool(parser)
-                parser = open_parse_pool(self.config)
+            future = self.parse_stage.submit(pages, files)
+            if future is None:  # the pool had broken; a new one runs: send the batch again
                 requeue = self.parse_suspects if batch[0].alone else self.parse_waiting
                 requeue.extendleft(reversed(batch))
                 continue
@@ -508,7 +504,6 @@ class _Run:
                     job.holds_lease = False
                     self._release_lease()
             future.add_done_callback(functools.partial(self._on_parsed, batch))
-        return parser
 
     def _next_parse_batch(self, size: int) -> list[_ParseJob]:
         """Up to `size` waiting pages; a suspect goes alone, once the pool is empty."""
@@ -634,7 +629,7 @@ class _Run:
         self,
         crawl: Crawl | None,
         fetcher: Fetcher | None,
-        parser: Executor | None,
+        parser: ParseStage | None,
         dispatcher: threading.Thread | None,
     ) -> None:
         self.stopping.set()
@@ -647,7 +642,7 @@ class _Run:
                 steps.callback(lambda: output.close(self.stats.snapshot()))
             steps.callback(self.stats.stop)  # once everything else has shut down
             if parser is not None:
-                steps.callback(parser.shutdown, wait=True, cancel_futures=True)
+                steps.callback(parser.shutdown)
             if fetcher is not None:
                 steps.callback(fetcher.close)
             if dispatcher is not None:

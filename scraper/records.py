@@ -82,6 +82,44 @@ class Page:
 _PAGE_FIELDS = tuple(field.name for field in dataclasses.fields(Page))
 
 
+@dataclass(frozen=True, slots=True)
+class PageMeta:
+    """What the page says about itself.
+
+    description: <meta name=description> content, whitespace collapsed.
+    language: <html lang>, else the Content-Language header, else <meta http-equiv>.
+    canonical: <link rel=canonical> in absolute canonical form; None if not a fetchable URL.
+    robots: <meta name=robots> content, lower-cased and whitespace collapsed.
+    """
+
+    description: str | None
+    language: str | None
+    canonical: str | None
+    robots: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPage:
+    """The result of parsing one page; plain values only, so it crosses the process pool.
+
+    title: the first <title>, whitespace collapsed; None when absent or empty.
+    links: <a>/<area> targets, absolute, canonical, http(s) only, first occurrence order.
+    text_chars: length of the visible text, whitespace collapsed to single spaces.
+    encoding: the Python codec the body was decoded with.
+    data: what the user's extraction function returned.
+    unfetchable: the other link targets (mailto:, javascript:, malformed...), as written,
+        so the crawl can say why they were not followed.
+    """
+
+    title: str | None
+    links: tuple[str, ...]
+    text_chars: int
+    meta: PageMeta
+    encoding: str
+    data: Any = None
+    unfetchable: tuple[str, ...] = ()
+
+
 class SkipReason(str, Enum):
     """Why a URL that was seen was not fetched: the `reason` field of skipped.jsonl."""
 

@@ -1,20 +1,25 @@
 """What a person sees on stderr: live progress while crawling and a summary at the end.
 
 Both read only `StatsSnapshot` values, so rendering never holds the stats lock.
+
+rich draws the live line on a terminal and the summary table. It is imported when one of
+them is shown (≈ 30 ms), not before the crawl: a crawl's first requests go out sooner, and a
+quiet one never loads it. Everything else is a plain line on stderr.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from scraper.stats import StatsSnapshot
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
 
 PLAIN_INTERVAL = 5.0  # seconds between progress lines when stderr is not a terminal
 
@@ -32,11 +37,8 @@ class Progress:
     """Live progress on stderr: redrawn in place on a terminal, a line every few seconds
     otherwise (logs stay readable), nothing when quiet."""
 
-    def __init__(
-        self, snapshot: Callable[[], StatsSnapshot], console: Console, *, quiet: bool
-    ) -> None:
+    def __init__(self, snapshot: Callable[[], StatsSnapshot], *, quiet: bool) -> None:
         self._snapshot = snapshot
-        self._console = console
         self._quiet = quiet
         self._live: Live | None = None
         self._stop = threading.Event()
@@ -45,14 +47,8 @@ class Progress:
     def __enter__(self) -> Progress:
         if self._quiet:
             return self
-        if self._console.is_terminal:
-            self._live = Live(
-                get_renderable=lambda: Text(progress_line(self._snapshot())),
-                console=self._console,
-                refresh_per_second=4,
-                transient=True,
-            )
-            self._live.start()
+        if sys.stderr is not None and sys.stderr.isatty():
+            self._live = self._start_live()
         else:
             self._printer = threading.Thread(target=self._print_lines, daemon=True)
             self._printer.start()
@@ -70,13 +66,42 @@ class Progress:
         if self._printer is not None:
             self._printer.join()
 
+    def _start_live(self) -> Live:
+        from rich.live import Live  # noqa: PLC0415 (see the module's docstring)
+        from rich.text import Text  # noqa: PLC0415
+
+        live = Live(
+            get_renderable=lambda: Text(progress_line(self._snapshot())),
+            console=stderr_console(),
+            refresh_per_second=4,
+            transient=True,
+        )
+        live.start()
+        return live
+
     def _print_lines(self) -> None:
         while not self._stop.wait(PLAIN_INTERVAL):
-            self._console.print(progress_line(self._snapshot()), highlight=False)
+            say(progress_line(self._snapshot()))
 
 
-def summary_table(stats: StatsSnapshot) -> Table:
-    """The end-of-crawl summary: totals, then statuses, errors and skips by kind."""
+def say(message: str) -> None:
+    """One plain line on stderr, as it is: no markup, never wrapped. While the live line is
+    shown, rich redirects stderr and prints it above."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def stderr_console() -> Console:
+    """A rich console on stderr that prints text as it is: brackets in paths and URLs stay,
+    and a long line stays whole on a pipe (rich would wrap it at 80 columns)."""
+    from rich.console import Console  # noqa: PLC0415 (see the module's docstring)
+
+    return Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+
+
+def print_summary(stats: StatsSnapshot) -> None:
+    """The end-of-crawl summary on stderr: totals, then statuses, errors and skips by kind."""
+    from rich.table import Table  # noqa: PLC0415 (see the module's docstring)
+
     table = Table(title="scrape summary", show_header=False, title_justify="left")
     table.add_column("figure", style="bold")
     table.add_column("value", justify="right")
@@ -94,7 +119,7 @@ def summary_table(stats: StatsSnapshot) -> Table:
     rows += _counted("skipped", stats.skipped)
     for name, value in rows:
         table.add_row(name, value)
-    return table
+    stderr_console().print(table)
 
 
 def _counted(prefix: str, counts: Mapping[str, int]) -> list[tuple[str, str]]:

@@ -11,14 +11,9 @@ from hypothesis import strategies as st
 from processes import loaded_by_import
 
 from scraper.errors import InvalidURL, ParseError
-from scraper.parse import (
-    PageMeta,
-    ParsedPage,
-    decode_html,
-    is_html,
-    media_type,
-    parse_page,
-)
+from scraper.fetch.base import is_html, media_type
+from scraper.parse import decode_html, parse_page
+from scraper.records import PageMeta, ParsedPage
 from scraper.urls import canonicalize
 
 URL = "https://example.com/dir/page.html"

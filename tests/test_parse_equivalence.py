@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from scraper.demo.site import SiteSpec, body_for
 from scraper.errors import InvalidURL
-from scraper.parse import PageMeta, ParsedPage, decode_html, parse_page
+from scraper.parse import decode_html, parse_page
+from scraper.records import PageMeta, ParsedPage
 from scraper.urls import canonicalize
 
 URL = "https://example.com/dir/page.html"

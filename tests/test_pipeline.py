@@ -761,6 +761,15 @@ def test_the_engine_loads_no_fetch_library_and_no_encoding_detector_on_import():
     assert loaded_by_import("scraper.fetch.processes", late) == []
 
 
+def test_the_parse_stack_and_the_terminal_ui_load_after_the_first_requests():
+    """A crawl imports the parser (lxml, w3lib) and starts its processes while robots.txt
+    and the seeds are on their way, and rich only to show something: imported before,
+    each delayed the first request (≈ 15-30 ms each here)."""
+    later = ("lxml", "w3lib", "multiprocessing", "rich")
+    assert loaded_by_import("scraper.pipeline", later) == []
+    assert loaded_by_import("scraper.report", later) == []
+
+
 def test_the_parse_pool_starts_all_its_processes_when_it_opens():
     """While the crawl's first requests are on their way, not when pages wait for them.
     (ProcessPoolExecutor starts a process only for a call that finds none idle.)"""

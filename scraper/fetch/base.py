@@ -40,6 +40,21 @@ class Response:
     remote_address: str | None = None  # the IP connected to, when the strategy knows it
 
 
+HTML_MEDIA_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+
+
+def media_type(content_type_header: str | None) -> str | None:
+    """The media type of a Content-Type header, lower-cased and without parameters."""
+    if content_type_header is None:
+        return None
+    return content_type_header.partition(";")[0].strip().lower() or None
+
+
+def is_html(content_type: str | None) -> bool:
+    """Whether a Content-Type names HTML (or XHTML), the only bodies worth parsing."""
+    return media_type(content_type) in HTML_MEDIA_TYPES
+
+
 class Fetcher(Protocol):
     """Runs single fetch attempts concurrently, at most `workers` at a time."""
 
