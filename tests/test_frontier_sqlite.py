@@ -322,3 +322,30 @@ def test_urls_forgotten_by_the_ram_cache_are_still_known_from_disk(
     assert frontier.add(Request(urls[0])) is Admission.DUPLICATE
     assert frontier.first_skips(skips) == set()
     assert frontier.add(Request(f"{A}/new")) is Admission.ADDED
+
+
+def test_a_new_state_answers_from_ram_until_it_forgets(
+    open_state: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While RAM holds every stored URL (a new state, nothing forgotten yet), what it lacks
+    is not stored either: the links a page brings cost no query. A reopened state, or one
+    that has forgotten, asks the table again."""
+    monkeypatch.setattr("scraper.frontier.sqlite.RECENT", 4)
+    frontier = open_state()
+    queries: list[str] = []
+    frontier.add_many([Request(f"{A}/{n}") for n in range(3)])
+    frontier._db.set_trace_callback(queries.append)
+    assert frontier.seen_among([f"{A}/0", f"{A}/new"]) == {f"{A}/0"}
+    assert frontier.first_skips([f"{B}/offsite"]) == {f"{B}/offsite"}
+    assert [query for query in queries if query.startswith("SELECT")] == []
+
+    frontier.add_many([Request(f"{A}/{n}") for n in range(3, 12)])  # RAM forgets some
+    queries.clear()
+    assert frontier.seen_among([f"{A}/0", f"{A}/new"]) == {f"{A}/0"}
+    assert any(query.startswith("SELECT url FROM urls") for query in queries)
+
+    frontier = open_state()
+    queries = []
+    frontier._db.set_trace_callback(queries.append)
+    assert frontier.seen_among([f"{A}/1", f"{A}/new"]) == {f"{A}/1"}
+    assert any(query.startswith("SELECT url FROM urls") for query in queries)
