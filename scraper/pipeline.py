@@ -466,7 +466,10 @@ class _Run:
         rules = RobotsRules.from_answer(outcome, now=time.monotonic())
         host = host_of(request.origin)
         self.frontier.set_delay(host, rules.crawl_delay(self.robots.agent))
-        self.frontier.fetched(Request(request.origin))  # frees the slot its first URL took
+        # Frees the slot its first URL took. A robots.txt that answered 429 or 503 in the
+        # end (retries spent) slows its host as a page would: a 429 gives no rules (4xx)
+        # and the host's pages would otherwise go out at full speed.
+        self.frontier.fetched(Request(request.origin), throttled=_is_push_back(outcome))
         for waiting in self.robots.learn(host, rules):
             self.frontier.reschedule(waiting)
         self._release_lease()

@@ -32,6 +32,7 @@ from scraper.politeness import (
     ROBOTS_RECHECK,
     HostSlots,
     RobotsGate,
+    THROTTLE_FIRST_DELAY,
     RobotsRules,
     Verdict,
     agent_token,
@@ -511,6 +512,19 @@ def test_robots_txt_500_denies_the_whole_host(site, tmp_path):
         assert page.error["kind"] == "robots"
         assert "500" in page.error["message"]
     assert set(site.paths) == {"/robots.txt"}
+
+
+def test_robots_txt_429_allows_the_host_but_slows_it(site, tmp_path):
+    """A 4xx gives no rules (RFC 9309), but a 429 is the host pushing back: its pages
+    wait for the gap a 429 imposes (1 s), as after a page's 429."""
+    site.robots("slow down", status=429)
+    root = site.page("/", "/a", "/b")
+    site.page("/a"), site.page("/b")
+    pages = run_crawl([root], depth=1, retries=0, workers=4, per_host=4, output=tmp_path)
+
+    assert all(page.ok for page in pages.values()) and len(pages) == 3
+    arrivals = site.arrivals(robots=True)
+    assert arrivals[1] - arrivals[0] >= THROTTLE_FIRST_DELAY - SLACK
 
 
 def test_robots_txt_redirect_is_followed_and_obeyed(site, tmp_path):
