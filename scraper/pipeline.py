@@ -392,7 +392,9 @@ class _Run:
             decision = Finish(blocked)
         refused = decision.outcome if isinstance(decision, Finish) else None
         if isinstance(refused, FetchError) and isinstance(outcome, Response):
-            refused.elapsed = outcome.elapsed  # a redirect refused: the attempt's time
+            # A redirect refused: this hop redirected too, and its answer was the last one.
+            refused.elapsed = outcome.elapsed
+            request = dataclasses.replace(request, redirects=(*request.redirects, request.url))
         if isinstance(decision, Retry):
             self._release_lease()
             self.stats.retry_scheduled()

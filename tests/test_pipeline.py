@@ -471,6 +471,15 @@ def test_redirect_loop(demo_site):
     assert page.ok is False
     assert page.error is not None
     assert page.error["kind"] == "redirect_loop"
+    hops = [demo_site.url_for(f"/redirect-loop{query}") for query in ("", "?a", "?b")]
+    assert (page.final_url, page.redirects) == (hops[2], tuple(hops))  # ?b went back to ?a
+
+
+def test_too_many_redirects_lists_every_hop_that_redirected(demo_site):
+    page = only(run_crawl([demo_site.url_for("/redirect/11")]))  # 11 redirects, then the root
+    assert page.error is not None and page.error["kind"] == "too_many_redirects"
+    hops = tuple(demo_site.url_for(f"/redirect/{n}") for n in range(11, 0, -1))
+    assert (page.final_url, page.redirects) == (hops[-1], hops)
 
 
 def test_trickling_body_times_out(demo_site):

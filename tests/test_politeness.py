@@ -30,9 +30,9 @@ from scraper.fetch import Response
 from scraper.politeness import (
     CRAWL_DELAY_CAP,
     ROBOTS_RECHECK,
+    THROTTLE_FIRST_DELAY,
     HostSlots,
     RobotsGate,
-    THROTTLE_FIRST_DELAY,
     RobotsRules,
     Verdict,
     agent_token,

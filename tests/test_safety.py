@@ -220,6 +220,7 @@ def test_discovered_redirect_to_a_private_address_is_blocked(mock, tmp_path, all
     assert blocked.ok is False
     assert blocked.status is None
     assert error_kind(blocked) == "redirect_blocked"
+    assert (blocked.final_url, blocked.redirects) == (hop, (hop,))  # its 302 came
     if allow_domains:  # in scope: the private-address guard is what stopped it
         assert blocked.error is not None
         assert "private" in blocked.error["message"]
