@@ -388,7 +388,11 @@ class _Run:
             yield from self._finished_fetch(dataclasses.replace(request, attempt=0), outcome)
             return
         decision = self.policy.decide(request, outcome)
-        if isinstance(decision, Follow) and (blocked := self._blocked_redirect(request, decision)):
+        if (
+            isinstance(decision, Follow)
+            and isinstance(outcome, Response)  # always: only an answer redirects
+            and (blocked := self._blocked_redirect(request, outcome, decision))
+        ):
             decision = Finish(blocked)
         refused = decision.outcome if isinstance(decision, Finish) else None
         if isinstance(refused, FetchError) and isinstance(outcome, Response):
@@ -429,7 +433,9 @@ class _Run:
         else:
             yield self._finish(request, outcome)
 
-    def _blocked_redirect(self, request: Request, follow: Follow) -> FetchError | None:
+    def _blocked_redirect(
+        self, request: Request, response: Response, follow: Follow
+    ) -> FetchError | None:
         """A redirect of a discovered URL may not leave the scope, nor go public → private."""
         if request.depth == 0:
             return None
@@ -437,14 +443,19 @@ class _Run:
             return FetchError(
                 f"redirect to {follow.target} leaves the crawl's scope", ErrorKind.REDIRECT_BLOCKED
             )
-        if self._crosses_into_private(request.url, follow.target):
+        if self._crosses_into_private(response, follow.target):
             return FetchError(
                 f"redirect to private address {follow.target}", ErrorKind.REDIRECT_BLOCKED
             )
         return None
 
-    def _crosses_into_private(self, source: str, target: str) -> bool:
-        return not self.config.allow_private and is_private(target) and not is_private(source)
+    def _crosses_into_private(self, source: Response, target: str) -> bool:
+        """A link or redirect from a public address to one a URL names as private. Where
+        `source` came from is the address it was served from (`_came_from_private`), not
+        its URL: an intranet site reached by name may link to its neighbours' addresses."""
+        return (
+            not self.config.allow_private and is_private(target) and not _came_from_private(source)
+        )
 
     def _widen_scope(self, target: str) -> None:
         """A seed redirected: its target's host joins the scope, in this run and on resume."""
@@ -458,8 +469,8 @@ class _Run:
             self._submit_later(request.retried(), decision.delay)
             self.stats.retry_scheduled()
             return
-        if isinstance(decision, Follow):
-            if not self._crosses_into_private(request.url, decision.target):
+        if isinstance(decision, Follow) and isinstance(outcome, Response):
+            if not self._crosses_into_private(outcome, decision.target):
                 self._submit_later(request.redirected(decision.target), 0.0)
                 return
             message = f"robots.txt redirects to private address {decision.target}"
@@ -584,7 +595,7 @@ class _Run:
                 skips.append(Skipped(link, SkipReason.DEPTH, parent))
             elif not self.scope.contains(link):
                 skips.append(Skipped(link, SkipReason.OFFSITE, parent))
-            elif self._crosses_into_private(request.url, link):
+            elif self._crosses_into_private(response, link):
                 skips.append(Skipped(link, SkipReason.PRIVATE, parent))
             else:
                 followed.append(Request(link, depth, parent, public_only=public_only))

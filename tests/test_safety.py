@@ -3,17 +3,20 @@
 Loopback test servers are private addresses themselves, so a public host is emulated with
 `responses`, which patches requests in-process: no request here leaves the process, and a
 URL with no mock registered fails as a connection error instead of reaching the network.
+An intranet host is a loopback site reached by a name patched to resolve to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import responses
 from jsonl import read_jsonl, skipped_by_url
+from sites import Site, serving
 
 from scraper import Page, crawl
 from scraper.urls import is_private
@@ -203,6 +206,41 @@ def test_a_private_site_may_link_within_private_addresses(mock, tmp_path):
     assert set(pages) == {start, neighbour}
     assert pages[neighbour].ok
     assert neighbour in requested(mock)
+
+
+INTRANET = "intranet.example"  # not private by its text; resolved to 127.0.0.1 below
+
+
+@pytest.fixture
+def intranet(monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == INTRANET:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", int(port)))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with serving(Site()) as site:
+        yield site
+
+
+@pytest.mark.parametrize("strategy", ["sequential", "threads", "async"])
+def test_a_site_served_from_a_private_address_may_link_to_private_ones(
+    intranet, tmp_path, strategy
+):
+    """A page is public or private by the address it came from, not by how its URL reads:
+    an intranet site reached by name may link to a neighbour by its address."""
+    neighbour = intranet.page("/neighbour")  # http://127.0.0.1:port/neighbour
+    intranet.page("/", neighbour)
+    start = intranet.url.replace("127.0.0.1", INTRANET)
+    pages = run_crawl(
+        [start], depth=1, allow_domains=("127.0.0.1",), fetch=strategy, output=tmp_path
+    )
+
+    assert set(pages) == {start, neighbour}
+    assert pages[neighbour].ok, pages[neighbour].error
+    assert "/neighbour" in intranet.paths
 
 
 # -- redirect guards -----------------------------------------------------------------------
