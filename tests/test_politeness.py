@@ -131,6 +131,17 @@ def test_unreachable_robots_txt_denies_with_the_errors_kind(kind: ErrorKind) -> 
     assert rules.expires == 10.0 + ROBOTS_RECHECK
 
 
+@pytest.mark.parametrize(
+    "kind", [ErrorKind.REDIRECT_LOOP, ErrorKind.TOO_MANY_REDIRECTS, ErrorKind.INVALID_URL]
+)
+def test_robots_txt_behind_failed_redirects_is_unavailable(kind: ErrorKind) -> None:
+    """RFC 9309 2.3.1.2: after too many redirects robots.txt may be taken as unavailable,
+    and unavailable (like a 4xx) means no rules."""
+    rules = RobotsRules.from_answer(FetchError("redirect loop back to /robots.txt", kind), now=0.0)
+    assert rules.unavailable is None
+    assert rules.allows("http://h.example/anything", AGENT)
+
+
 # -- agent_token, robots_url ---------------------------------------------------------------
 
 
@@ -414,6 +425,17 @@ def test_robots_txt_redirect_is_followed_and_obeyed(site, tmp_path):
     assert pages[secret].error["kind"] == "robots"
     assert site.paths[:2] == ["/robots.txt", "/real-robots.txt"]
     assert sorted(site.paths) == ["/", "/real-robots.txt", "/robots.txt"]
+
+
+def test_robots_txt_redirecting_in_a_loop_gives_no_rules(site, tmp_path):
+    site.redirect("/robots.txt", "/robots.txt?again")
+    site.redirect("/robots.txt?again", "/robots.txt")
+    root = site.page("/", "/a")
+    site.page("/a")
+    pages = run_crawl([root], depth=1, output=tmp_path)
+
+    assert all(page.ok for page in pages.values()) and len(pages) == 2
+    assert site.paths[:2] == ["/robots.txt", "/robots.txt?again"]
 
 
 def test_a_robots_txt_redirect_is_followed_with_a_single_worker(site, tmp_path):
