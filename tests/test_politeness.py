@@ -427,6 +427,16 @@ def test_robots_txt_redirect_is_followed_and_obeyed(site, tmp_path):
     assert sorted(site.paths) == ["/", "/real-robots.txt", "/robots.txt"]
 
 
+def test_robots_txt_over_max_bytes_leaves_its_host_unread(site, tmp_path):
+    site.robots("# padding\n" * 200)  # 2,000 bytes
+    root = site.page("/")
+    [page] = run_crawl([root], max_bytes=1000, output=tmp_path).values()
+
+    assert page.error is not None and page.error["kind"] == "too_large"
+    assert page.attempts == 0
+    assert site.paths == ["/robots.txt"]
+
+
 def test_robots_txt_redirecting_in_a_loop_gives_no_rules(site, tmp_path):
     site.redirect("/robots.txt", "/robots.txt?again")
     site.redirect("/robots.txt?again", "/robots.txt")
