@@ -32,6 +32,9 @@ class _Host:
     penalty: float = 0.0  # extra gap while the host pushes back: doubles, then halves
     throttled_until: float = 0.0  # the gap the last push-back imposed; no undo goes below it
     limit: int | None = None  # reduced concurrency while the host pushes back
+    # Requests in flight when the host last pushed back, not yet finished: their answers
+    # belong to that push-back, whatever they say.
+    unsettled: int = 0
 
     def is_idle(self) -> bool:
         return not (self.active or self.next_start or self.penalty or self.limit)
@@ -48,6 +51,12 @@ class HostSlots:
     its gap doubles up to a cap and its concurrency halves. Each later normal answer
     halves the gap and gives back one slot, so a recovered host speeds up again slowly.
     A crawler that speeds up on 429s, or ignores them, is how sites get hurt.
+
+    One overload is one push-back, however many requests it answered: the requests that
+    were in flight when the host pushed back were sent before it could be slowed, so
+    their push-backs do not double the gap again (as TCP cuts its window once per round
+    trip). Four parallel 503s doubled it four times, 1 s to 8 s, and halved concurrency
+    to one.
     """
 
     def __init__(self, *, per_host: int, delay: float = 0.0) -> None:
@@ -93,19 +102,27 @@ class HostSlots:
         """
         state = self._hosts[host]
         state.active -= 1
+        # In flight when the host last pushed back? They are counted, not named: any may end.
+        sent_before_the_push_back = state.unsettled > 0
+        state.unsettled = max(0, state.unsettled - 1)
         if not sent:
             state.next_start = max(state.previous_start, state.throttled_until)
         elif throttled:
-            state.penalty = min(THROTTLE_DELAY_CAP, max(THROTTLE_FIRST_DELAY, 2 * state.penalty))
-            state.limit = max(1, (state.limit or self._per_host) // 2)
-            state.throttled_until = now + state.penalty
-            state.next_start = max(state.next_start, state.throttled_until)
+            if not sent_before_the_push_back:
+                self._slow_down(state, now)
         elif state.penalty or state.limit:
             state.penalty = 0.0 if state.penalty < THROTTLE_FIRST_DELAY else state.penalty / 2
             limit = (state.limit or self._per_host) + 1
             state.limit = None if limit >= self._per_host else limit
         if state.is_idle():
             del self._hosts[host]  # keep the table as small as the set of busy hosts
+
+    def _slow_down(self, state: _Host, now: float) -> None:
+        state.penalty = min(THROTTLE_DELAY_CAP, max(THROTTLE_FIRST_DELAY, 2 * state.penalty))
+        state.limit = max(1, (state.limit or self._per_host) // 2)
+        state.throttled_until = now + state.penalty
+        state.next_start = max(state.next_start, state.throttled_until)
+        state.unsettled = state.active
 
 
 # -- robots.txt (RFC 9309) ------------------------------------------------------------------

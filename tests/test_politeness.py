@@ -583,14 +583,20 @@ def test_a_host_that_pushes_back_is_slowed_and_then_restored():
         slots.start("h", 0.0)
     slots.finish("h", 10.0, throttled=True)
     assert not slots.can_start("h", 10.0), "the first push-back imposes a gap"
-    assert slots.next_start("h") >= 10.0 + politeness.THROTTLE_FIRST_DELAY
-    slots.finish("h", 10.0, throttled=True)
-    assert slots.next_start("h") >= 10.0 + 2 * politeness.THROTTLE_FIRST_DELAY, "gap doubles"
+    first_gap = slots.next_start("h")
+    assert first_gap >= 10.0 + politeness.THROTTLE_FIRST_DELAY
+    for _ in range(3):  # sent before the host was slowed: the same overload, counted once
+        slots.finish("h", 10.5, throttled=True)
+    assert slots.next_start("h") == first_gap
+    slots.start("h", first_gap)  # sent after it, and pushed back too: now the gap doubles
+    slots.finish("h", first_gap, throttled=True)
+    assert slots.next_start("h") >= first_gap + 2 * politeness.THROTTLE_FIRST_DELAY
     later = 100.0
-    # concurrency was halved twice (4 -> 2 -> 1): with two still active, none may start
-    assert not slots.can_start("h", later)
+    # concurrency was halved twice (4 -> 2 -> 1): with one active, no other may start
+    slots.start("h", later)
+    assert not slots.can_start("h", later + 10.0), "past the gap, but at the limit"
     slots.finish("h", later, throttled=False)
-    slots.finish("h", later, throttled=False)
+    later += 10.0
     assert slots.can_start("h", later)
     for _ in range(10):  # normal answers give back the gap and the slots, step by step
         slots.start("h", later)
