@@ -52,7 +52,13 @@ from scraper.fetch.base import is_html
 from scraper.fetch.policy import FetchPolicy, Finish, Follow, Retry
 from scraper.frontier import Admission, Frontier
 from scraper.outcome import is_ok, page_for
-from scraper.politeness import RobotsGate, RobotsRules, Verdict, agent_token, robots_url
+from scraper.politeness import (
+    RobotsGate,
+    RobotsRules,
+    Verdict,
+    agent_token,
+    robots_request,
+)
 from scraper.records import Page, ParsedPage, Request, Skipped, SkipReason
 from scraper.sinks import CrawlOutput
 from scraper.state import Crawl, open_crawl
@@ -292,7 +298,7 @@ class _Run:
                 denial = self.robots.denial(request.url)  # type: ignore[union-attr]
                 self.events.put(_Fetched(request, denial, attempted=False))
             elif verdict is Verdict.FETCH_ROBOTS:
-                self._submit_when_a_slot_frees(Request(robots_url(request.url), for_robots=True))
+                self._submit_when_a_slot_frees(robots_request(request))
             else:
                 self._submit_when_a_slot_frees(request)
 
@@ -388,11 +394,7 @@ class _Run:
             yield from self._finished_fetch(dataclasses.replace(request, attempt=0), outcome)
             return
         decision = self.policy.decide(request, outcome)
-        if (
-            isinstance(decision, Follow)
-            and isinstance(outcome, Response)  # always: only an answer redirects
-            and (blocked := self._blocked_redirect(request, outcome, decision))
-        ):
+        if isinstance(decision, Follow) and (blocked := self._blocked_redirect(request, decision)):
             decision = Finish(blocked)
         refused = decision.outcome if isinstance(decision, Finish) else None
         if isinstance(refused, FetchError) and isinstance(outcome, Response):
@@ -433,9 +435,7 @@ class _Run:
         else:
             yield self._finish(request, outcome)
 
-    def _blocked_redirect(
-        self, request: Request, response: Response, follow: Follow
-    ) -> FetchError | None:
+    def _blocked_redirect(self, request: Request, follow: Follow) -> FetchError | None:
         """A redirect of a discovered URL may not leave the scope, nor go public → private."""
         if request.depth == 0:
             return None
@@ -443,19 +443,14 @@ class _Run:
             return FetchError(
                 f"redirect to {follow.target} leaves the crawl's scope", ErrorKind.REDIRECT_BLOCKED
             )
-        if self._crosses_into_private(response, follow.target):
+        if self._crosses_into_private(request.url, follow.target):
             return FetchError(
                 f"redirect to private address {follow.target}", ErrorKind.REDIRECT_BLOCKED
             )
         return None
 
-    def _crosses_into_private(self, source: Response, target: str) -> bool:
-        """A link or redirect from a public address to one a URL names as private. Where
-        `source` came from is the address it was served from (`_came_from_private`), not
-        its URL: an intranet site reached by name may link to its neighbours' addresses."""
-        return (
-            not self.config.allow_private and is_private(target) and not _came_from_private(source)
-        )
+    def _crosses_into_private(self, source: str, target: str) -> bool:
+        return not self.config.allow_private and is_private(target) and not is_private(source)
 
     def _widen_scope(self, target: str) -> None:
         """A seed redirected: its target's host joins the scope, in this run and on resume."""
@@ -469,8 +464,8 @@ class _Run:
             self._submit_later(request.retried(), decision.delay)
             self.stats.retry_scheduled()
             return
-        if isinstance(decision, Follow) and isinstance(outcome, Response):
-            if not self._crosses_into_private(outcome, decision.target):
+        if isinstance(decision, Follow):
+            if not self._crosses_into_private(request.url, decision.target):
                 self._submit_later(request.redirected(decision.target), 0.0)
                 return
             message = f"robots.txt redirects to private address {decision.target}"
@@ -597,7 +592,7 @@ class _Run:
                 skips.append(Skipped(link, SkipReason.DEPTH, parent))
             elif not self.scope.contains(link):
                 skips.append(Skipped(link, SkipReason.OFFSITE, parent))
-            elif self._crosses_into_private(response, link):
+            elif self._crosses_into_private(request.url, link):
                 skips.append(Skipped(link, SkipReason.PRIVATE, parent))
             else:
                 followed.append(Request(link, depth, parent, public_only=public_only))

@@ -135,6 +135,13 @@ _UNAVAILABLE = frozenset(
 )
 
 
+def robots_request(of: Request) -> Request:
+    """The robots.txt fetch that `of` waits for. It goes where `of` would, so it is held to
+    the same guard: for a URL found on a public page, public addresses only (a name that
+    resolves to 10.0.0.1 must not be asked for anything, robots.txt included)."""
+    return Request(robots_url(of.url), for_robots=True, public_only=of.public_only)
+
+
 def robots_url(url: str) -> str:
     """The robots.txt that governs `url`: same scheme, host and port."""
     parsed = yarl.URL(url)

@@ -21,11 +21,15 @@ import itertools
 import pickle
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 import yarl
+from jsonl import skipped_by_url
 
+from scraper import crawl
 from scraper.config import FETCH_STRATEGIES
 from scraper.demo import RunningSite
 from scraper.errors import ErrorKind, FetchError, PrivateAddress
@@ -196,3 +200,37 @@ def test_private_address_pickles() -> None:
     error = PrivateAddress("example.com is at 10.0.0.1, which is not a public address")
     copy = pickle.loads(pickle.dumps(error))
     assert (type(copy), copy.kind, copy.message) == (PrivateAddress, error.kind, error.message)
+
+
+# -- robots.txt of a URL found on a public page ------------------------------------------------
+
+
+@pytest.mark.usefixtures("rebound_name")
+def test_robots_txt_is_fetched_under_the_guard_of_the_url_it_is_for(
+    demo_site: RunningSite, tmp_path: Path
+) -> None:
+    """A link on a public page may reach public addresses only; so may the robots.txt
+    fetched before it, or a name resolving to a private address would be asked for it."""
+    rebound = str(yarl.URL(demo_site.url).with_host(REBOUND))
+    public = "http://public.example/"
+    before = demo_site.hits.get("/robots.txt", 0)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(rebound)
+        mock.get(public + "robots.txt", status=404)
+        link = f'<a href="{rebound}page/1">x</a>'
+        mock.get(public, body=link, content_type="text/html")
+        pages = list(
+            crawl(
+                [public],
+                depth=1,
+                allow_domains=(REBOUND,),
+                fetch="threads",
+                parse="inline",
+                retries=0,
+                output=tmp_path,
+            )
+        )
+
+    assert [page.url for page in pages] == [public]
+    assert demo_site.hits.get("/robots.txt", 0) == before
+    assert skipped_by_url(tmp_path)[rebound + "page/1"]["reason"] == "private"

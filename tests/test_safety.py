@@ -3,20 +3,19 @@
 Loopback test servers are private addresses themselves, so a public host is emulated with
 `responses`, which patches requests in-process: no request here leaves the process, and a
 URL with no mock registered fails as a connection error instead of reaching the network.
-An intranet host is a loopback site reached by a name patched to resolve to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
-import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import responses
 from jsonl import read_jsonl, skipped_by_url
-from sites import Site, serving
 
 from scraper import Page, crawl
 from scraper.urls import is_private
@@ -208,39 +207,57 @@ def test_a_private_site_may_link_within_private_addresses(mock, tmp_path):
     assert neighbour in requested(mock)
 
 
-INTRANET = "intranet.example"  # not private by its text; resolved to 127.0.0.1 below
+class _AttackerThroughProxy(BaseHTTPRequestHandler):
+    """An HTTP proxy on 127.0.0.1 serving a public site whose robots.txt redirects to a
+    private address and whose page links to one; it records every URL asked of it."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.asked.append(self.path)  # type: ignore[attr-defined]
+        private = f"http://127.0.0.1:{self.server.server_address[1]}"
+        status, headers, body = 404, {}, b""
+        if self.path == PUBLIC + "robots.txt":
+            status, headers = 302, {"Location": private + "/latest/meta-data/"}
+        elif self.path == PUBLIC:
+            status, body = 200, html(private + "/admin/delete").encode()
+            headers = {"Content-Type": "text/html"}
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
 
 
 @pytest.fixture
-def intranet(monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
-    real = socket.getaddrinfo
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AttackerThroughProxy)
+    server.asked = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{server.server_address[1]}")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    yield server
+    server.shutdown()
+    server.server_close()
 
-    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host == INTRANET:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", int(port)))]
-        return real(host, port, *args, **kwargs)
 
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    with serving(Site()) as site:
-        yield site
+def test_a_public_site_behind_a_private_proxy_cannot_lead_into_private_addresses(proxy, tmp_path):
+    """Through a proxy, the address connected to is the proxy's: a public page must not
+    pass for private because the proxy is, or its links and robots.txt's redirects would
+    reach the proxy's own network."""
+    private = f"http://127.0.0.1:{proxy.server_address[1]}"
+    pages = run_crawl([PUBLIC, private + "/intranet"], depth=1, fetch="threads", output=tmp_path)
 
-
-@pytest.mark.parametrize("strategy", ["sequential", "threads", "async"])
-def test_a_site_served_from_a_private_address_may_link_to_private_ones(
-    intranet, tmp_path, strategy
-):
-    """A page is public or private by the address it came from, not by how its URL reads:
-    an intranet site reached by name may link to a neighbour by its address."""
-    neighbour = intranet.page("/neighbour")  # http://127.0.0.1:port/neighbour
-    intranet.page("/", neighbour)
-    start = intranet.url.replace("127.0.0.1", INTRANET)
-    pages = run_crawl(
-        [start], depth=1, allow_domains=("127.0.0.1",), fetch=strategy, output=tmp_path
-    )
-
-    assert set(pages) == {start, neighbour}
-    assert pages[neighbour].ok, pages[neighbour].error
-    assert "/neighbour" in intranet.paths
+    assert error_kind(pages[PUBLIC]) == "redirect_blocked"  # its robots.txt was refused
+    asked = proxy.asked
+    assert private + "/latest/meta-data/" not in asked and "/latest/meta-data/" not in asked
+    assert "/admin/delete" not in asked and private + "/admin/delete" not in asked
 
 
 # -- redirect guards -----------------------------------------------------------------------
