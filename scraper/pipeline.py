@@ -346,7 +346,7 @@ class _Run:
             outcome.elapsed = time.monotonic() - started
         try:
             if not request.for_robots:
-                self.frontier.fetched(request, throttled=_is_push_back(outcome))
+                self.frontier.fetched(request, throttled=_is_push_back(outcome), sent_at=started)
         except Exception as error:  # the collector raises it: the crawl ends in order
             self.events.put(_Failed(error))
         finally:

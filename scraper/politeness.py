@@ -32,9 +32,7 @@ class _Host:
     penalty: float = 0.0  # extra gap while the host pushes back: doubles, then halves
     throttled_until: float = 0.0  # the gap the last push-back imposed; no undo goes below it
     limit: int | None = None  # reduced concurrency while the host pushes back
-    # Requests in flight when the host last pushed back, not yet finished: their answers
-    # belong to that push-back, whatever they say.
-    unsettled: int = 0
+    slowed_at: float = float("-inf")  # when the host was last slowed down
 
     def is_idle(self) -> bool:
         return not (self.active or self.next_start or self.penalty or self.limit)
@@ -52,11 +50,11 @@ class HostSlots:
     halves the gap and gives back one slot, so a recovered host speeds up again slowly.
     A crawler that speeds up on 429s, or ignores them, is how sites get hurt.
 
-    One overload is one push-back, however many requests it answered: the requests that
-    were in flight when the host pushed back were sent before it could be slowed, so
-    their push-backs do not double the gap again (as TCP cuts its window once per round
-    trip). Four parallel 503s doubled it four times, 1 s to 8 s, and halved concurrency
-    to one.
+    One overload is one push-back, however many requests it answered: an answer to a
+    request sent before the host was slowed (`sent_at`) neither slows it again nor speeds
+    it up: it tells nothing about the slowed pace (as TCP cuts its window once per round
+    trip). Four parallel 503s doubled the gap four times, 1 s to 8 s, and halved
+    concurrency to one.
     """
 
     def __init__(self, *, per_host: int, delay: float = 0.0) -> None:
@@ -94,22 +92,29 @@ class HostSlots:
         site asked for, so it is never jittered below."""
         return self._delay * random.uniform(0.5, 1.5) if self._delay else 0.0
 
-    def finish(self, host: str, now: float, *, throttled: bool, sent: bool = True) -> None:
-        """A request to `host` is over; `throttled` when the host pushed back.
+    def finish(
+        self,
+        host: str,
+        now: float,
+        *,
+        throttled: bool,
+        sent: bool = True,
+        sent_at: float = float("inf"),
+    ) -> None:
+        """A request to `host`, sent at `sent_at` (unknown: as late as can be), is over;
+        `throttled` when the host pushed back.
 
         An unsent request (robots.txt decided it first) gives back the gap it took, but not
         one that a push-back imposed meanwhile (requests finish in any thread).
         """
         state = self._hosts[host]
         state.active -= 1
-        # In flight when the host last pushed back? They are counted, not named: any may end.
-        sent_before_the_push_back = state.unsettled > 0
-        state.unsettled = max(0, state.unsettled - 1)
         if not sent:
             state.next_start = max(state.previous_start, state.throttled_until)
+        elif sent_at < state.slowed_at:
+            pass  # an answer about the pace before the slow-down: see the class docstring
         elif throttled:
-            if not sent_before_the_push_back:
-                self._slow_down(state, now)
+            self._slow_down(state, now)
         elif state.penalty or state.limit:
             state.penalty = 0.0 if state.penalty < THROTTLE_FIRST_DELAY else state.penalty / 2
             limit = (state.limit or self._per_host) + 1
@@ -122,7 +127,7 @@ class HostSlots:
         state.limit = max(1, (state.limit or self._per_host) // 2)
         state.throttled_until = now + state.penalty
         state.next_start = max(state.next_start, state.throttled_until)
-        state.unsettled = state.active
+        state.slowed_at = now
 
 
 # -- robots.txt (RFC 9309) ------------------------------------------------------------------

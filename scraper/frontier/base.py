@@ -75,11 +75,20 @@ class Frontier(Protocol):
         """Lease the next URL whose host is free, waiting up to `timeout` seconds."""
         ...
 
-    def fetched(self, request: Request, *, throttled: bool = False, sent: bool = True) -> None:
+    def fetched(
+        self,
+        request: Request,
+        *,
+        throttled: bool = False,
+        sent: bool = True,
+        sent_at: float = float("inf"),
+    ) -> None:
         """The attempt on a leased URL is over: free its host's politeness slot.
 
-        `throttled` says the host pushed back (429, 503, reset, timeout): slow it down.
-        `sent=False` says no request went out (robots.txt decided): its delay is undone.
+        `throttled` says the host pushed back (429, 503, reset, timeout): slow it down,
+        unless the attempt was sent (`sent_at`, time.monotonic()) before the host was
+        last slowed. `sent=False` says no request went out (robots.txt decided): its delay
+        is undone.
         """
         ...
 
