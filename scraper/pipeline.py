@@ -470,8 +470,6 @@ class _Run:
                 return
             message = f"robots.txt redirects to private address {decision.target}"
             outcome = FetchError(message, ErrorKind.REDIRECT_BLOCKED)
-        elif isinstance(decision, Finish):
-            outcome = decision.outcome  # a refused redirect is its error, not its 3xx
         assert self.robots is not None
         rules = RobotsRules.from_answer(outcome, now=time.monotonic())
         host = host_of(request.origin)

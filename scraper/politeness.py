@@ -134,10 +134,6 @@ class HostSlots:
 
 CRAWL_DELAY_CAP = 30.0  # a Crawl-delay above this is read as this: a site cannot stall us
 ROBOTS_RECHECK = 600.0  # seconds before a host whose robots.txt failed is asked again
-# A robots.txt behind these redirect failures is unavailable (RFC 9309 2.3.1.2): no rules.
-_UNAVAILABLE = frozenset(
-    {ErrorKind.REDIRECT_LOOP, ErrorKind.TOO_MANY_REDIRECTS, ErrorKind.INVALID_URL}
-)
 
 
 def robots_request(of: Request) -> Request:
@@ -176,19 +172,18 @@ class RobotsRules:
         """Rules from the final answer to a robots.txt request (redirects already followed).
 
         When the host cannot be reached at all, its URLs are denied with that error's own
-        kind (dns, connect, ...): "the host is down" says more than "robots". Redirects
-        that loop, go on too long or lead to no usable URL leave robots.txt unavailable,
-        like a 4xx: no rules (RFC 9309 2.3.1.2 allows that after five redirects).
+        kind (dns, connect, ...): "the host is down" says more than "robots". A final
+        3xx (its redirects looped, went on too long, led to no usable URL, or it had no
+        Location) leaves robots.txt unavailable, like a 4xx: no rules (RFC 9309 2.3.1.2
+        allows that after five redirects).
         """
-        if isinstance(answer, FetchError) and answer.kind in _UNAVAILABLE:
-            return cls()
         if isinstance(answer, FetchError):
             why = FetchError(f"robots.txt: {answer.message}", answer.kind)
         elif 200 <= answer.status < 300:
             # utf-8-sig: a byte-order mark left in front of "User-agent" would hide the
             # first group from protego (as it did from Scrapy: scrapy#6195).
             return cls(Protego.parse(answer.body.decode("utf-8-sig", errors="replace")))
-        elif 400 <= answer.status < 500:
+        elif 300 <= answer.status < 500:
             return cls()
         else:
             why = FetchError(f"robots.txt answered {answer.status}", ErrorKind.ROBOTS)
