@@ -2,9 +2,9 @@
 
 Both read only `StatsSnapshot` values, so rendering never holds the stats lock.
 
-rich draws the live line on a terminal and the summary table. It is imported when one of
-them is shown (≈ 30 ms), not before the crawl: a crawl's first requests go out sooner, and a
-quiet one never loads it. Everything else is a plain line on stderr.
+rich draws the live line on a terminal and the summary table. It is imported only when
+progress is shown (≈ 30 ms): a quiet crawl never loads it. Everything else is a plain line
+on stderr.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ class Progress:
     def __enter__(self) -> Progress:
         if self._quiet:
             return self
-        if sys.stderr is not None and sys.stderr.isatty():
-            self._live = self._start_live()
+        console = stderr_console()  # rich decides what a terminal is (FORCE_TERMINAL...)
+        if console.is_terminal:
+            self._live = self._start_live(console)
         else:
             self._printer = threading.Thread(target=self._print_lines, daemon=True)
             self._printer.start()
@@ -66,13 +67,13 @@ class Progress:
         if self._printer is not None:
             self._printer.join()
 
-    def _start_live(self) -> Live:
+    def _start_live(self, console: Console) -> Live:
         from rich.live import Live  # noqa: PLC0415 (see the module's docstring)
         from rich.text import Text  # noqa: PLC0415
 
         live = Live(
             get_renderable=lambda: Text(progress_line(self._snapshot())),
-            console=stderr_console(),
+            console=console,
             refresh_per_second=4,
             transient=True,
         )

@@ -342,8 +342,8 @@ class _Recent:
 
     `whole` says that it holds every string of its table: set by the owner for a table that
     was empty when opened, it stays true until strings are first forgotten. A string it
-    lacks is then not in the table either: most crawls (new, under 32,768 URLs) ask SQLite
-    nothing about the links they meet (≈ 2 queries a page).
+    lacks is then not in the table either: a new crawl asks SQLite nothing about the links
+    it meets (≈ 2 queries a page) until RAM first forgets, after 32,768 to 65,536 URLs.
     """
 
     def __init__(self, size: int) -> None:
