@@ -32,9 +32,9 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
-from contextlib import ExitStack, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +215,7 @@ class _Run:
         self, urls: Iterable[str], rejected: Iterable[BadLine]
     ) -> Generator[Page, None, None]:
         crawl = fetcher = parser = dispatcher = None
+        crawl_error: Exception | None = None
         self.stats.start()
         try:
             crawl = open_crawl(self.config, self.stats)
@@ -239,8 +240,11 @@ class _Run:
                     yield from self._collect_arrived()
                     self._feed_parser()
                 self.stats.set_queued(self.frontier.pending())
+        except Exception as error:
+            crawl_error = error
+            raise
         finally:
-            self._shut_down(crawl, fetcher, parser, dispatcher)
+            self._shut_down(crawl, fetcher, parser, dispatcher, after_error=crawl_error)
 
     # -- seeding -----------------------------------------------------------------------
 
@@ -642,29 +646,42 @@ class _Run:
         fetcher: Fetcher | None,
         parser: ParseStage | None,
         dispatcher: threading.Thread | None,
+        *,
+        after_error: Exception | None,
     ) -> None:
+        """Stop every part in order, each even when an earlier one failed (a full disk can
+        fail the state's last commit, then stats.json), and raise the first failure; but
+        not over `after_error`, the error the crawl is ending on: that is the cause, and
+        what fails after it is most often its consequence (the same full disk)."""
         self.stopping.set()
-        # Every step runs even when an earlier one fails (a full disk can fail the state's
-        # last commit): the callbacks run last-registered first, the first error is raised.
-        # So the frontier closes first: that wakes a dispatcher waiting in it for a URL.
-        with ExitStack() as steps:
-            output = crawl.output if crawl is not None else None
-            if output is not None:
-                steps.callback(lambda: output.close(self.stats.snapshot()))
-            steps.callback(self.stats.stop)  # once everything else has shut down
-            if parser is not None:
-                steps.callback(parser.shutdown)
-            if fetcher is not None:
-                steps.callback(fetcher.close)
-            if dispatcher is not None:
-                # A sequential fetch runs in the dispatcher and may take up to --timeout: do
-                # not wait for it (the thread is a daemon; its answer goes nowhere).
-                steps.callback(dispatcher.join, timeout=1.0)
-            if crawl is not None:
-                steps.callback(crawl.frontier.close)
+        output = crawl.output if crawl is not None else None
+        steps: list[Callable[[], object] | None] = [
+            crawl.frontier.close if crawl else None,  # wakes a dispatcher waiting for a URL
+            # A sequential fetch runs in the dispatcher and may take up to --timeout: do not
+            # wait for it (the thread is a daemon; its answer goes nowhere).
+            functools.partial(dispatcher.join, timeout=1.0) if dispatcher else None,
+            fetcher.close if fetcher else None,
+            parser.shutdown if parser else None,
+            self.stats.stop,  # once everything else has shut down
+            (lambda: output.close(self.stats.snapshot())) if output else None,  # stopped stats
+        ]
+        failure = _first_failure(step for step in steps if step is not None)
+        if failure is not None and after_error is None:
+            raise failure
 
 
 # -- values and pure helpers ---------------------------------------------------------------
+
+
+def _first_failure(steps: Iterable[Callable[[], object]]) -> Exception | None:
+    """Run every step, whatever fails; the first step's error, if any."""
+    first = None
+    for step in steps:
+        try:
+            step()
+        except Exception as error:
+            first = first or error
+    return first
 
 
 def _refuse_one_string(urls: Iterable[str]) -> None:

@@ -40,8 +40,11 @@ from scraper.demo import (
     page_paths,
     running_site,
 )
+from scraper.errors import OutputError
+from scraper.frontier.scheduled import ScheduledFrontier
 from scraper.parse_pool import open_parse_pool
 from scraper.pipeline import LEASES_PER_WORKER, PARSE_BACKLOG, PARSE_BATCH
+from scraper.sinks import CrawlOutput
 from scraper.urls import canonicalize
 from scraper.workers import terminate_pool
 
@@ -798,3 +801,34 @@ def test_terminating_a_pool_waits_for_its_manager_thread():
     assert manager is not None and manager.is_alive()
     terminate_pool(pool)
     assert not manager.is_alive()
+
+
+@pytest.fixture
+def stats_json_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing the output writes every record, but stats.json fails, as on a full disk."""
+    close = CrawlOutput.close
+
+    def fail_after_records(output: CrawlOutput, stats: Any) -> None:
+        close(output, None)
+        raise OutputError("cannot write stats.json: No space left on device")
+
+    monkeypatch.setattr(CrawlOutput, "close", fail_after_records)
+
+
+@pytest.mark.usefixtures("stats_json_fails")
+def test_the_error_that_stopped_a_crawl_is_the_one_raised(demo_site, tmp_path, monkeypatch):
+    """A full disk fails the state's commit first and stats.json after it, on the way out:
+    the first failure is what the user must see, not the last."""
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OutputError("cannot use the crawl state: database or disk is full")
+
+    monkeypatch.setattr(ScheduledFrontier, "add_many", disk_full)
+    with pytest.raises(OutputError, match="crawl state"):
+        run_crawl([demo_site.url], depth=1, output=tmp_path)
+
+
+@pytest.mark.usefixtures("stats_json_fails")
+def test_a_failure_to_shut_down_is_raised_when_nothing_failed_before(demo_site, tmp_path):
+    with pytest.raises(OutputError, match=r"stats\.json"):
+        run_crawl([demo_site.url], output=tmp_path)
