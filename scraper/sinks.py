@@ -462,16 +462,47 @@ def _drop_torn_tail(path: Path, chunk: int = 1 << 16) -> None:
             file.truncate(position)
 
 
-class CrawlOutput:
-    """The output directory of one crawl: pages.jsonl, skipped.jsonl, files/, stats.json."""
+class OutputClaim:
+    """One crawl's exclusive hold on an output directory, from before it looks at what
+    the directory holds until its output is closed.
 
-    def __init__(self, directory: Path, *, append: bool = False) -> None:
-        """Open the directory's files; `append` continues a resumed crawl's JSONL files."""
+    Two crawls in one directory would share its state file and append to each other's
+    records; a second one started with --resume or --overwrite took the state over and
+    the first died of "database is locked". So the second is refused at once. The claim
+    is flock on the directory itself: no file is added, and a crawl that dies lets go of
+    it. Where the filesystem has no flock (some network mounts), crawls go unguarded.
+    """
+
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
         try:
             directory.mkdir(parents=True, exist_ok=True)
+            self._descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as error:
             raise OutputError(f"cannot create the output directory {directory}: {error}") from error
+        try:
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._descriptor)
+            raise OutputError(
+                f"{directory} is in use by another crawl: wait for it to end, or choose"
+                " another output directory"
+            ) from None
+        except OSError as error:
+            _log.info("cannot lock %s (%s): crawls there are not kept apart", directory, error)
+
+    def release(self) -> None:
+        os.close(self._descriptor)  # and with it the lock
+
+
+class CrawlOutput:
+    """The output directory of one crawl: pages.jsonl, skipped.jsonl, files/, stats.json."""
+
+    def __init__(self, claim: OutputClaim, *, append: bool = False) -> None:
+        """Open the claimed directory's files, and keep the claim until `close`;
+        `append` continues a resumed crawl's JSONL files."""
+        self.directory = directory = claim.directory
+        self._claim = claim
         self._files = FileStore(directory / FILES_DIR)
         if append:
             self._files.remove_partials()
@@ -494,8 +525,12 @@ class CrawlOutput:
         self._skipped.write(*(skip.to_json() for skip in skipped))
 
     def close(self, stats: StatsSnapshot | None) -> None:
-        """Close the JSONL files and write the final stats.json, when there are stats."""
-        self._pages.close()
-        self._skipped.close()
-        if stats is not None:
-            write_json_atomic(self.directory / STATS_FILE, stats.to_json())
+        """Close the JSONL files and write the final stats.json, when there are stats;
+        then give up the claim on the directory, whatever failed."""
+        try:
+            self._pages.close()
+            self._skipped.close()
+            if stats is not None:
+                write_json_atomic(self.directory / STATS_FILE, stats.to_json())
+        finally:
+            self._claim.release()

@@ -24,7 +24,7 @@ from typing import Any
 from scraper.config import Config
 from scraper.errors import ConfigError, OutputError
 from scraper.frontier import Frontier, MemoryFrontier, SQLiteFrontier
-from scraper.sinks import PAGES_FILE, SKIPPED_FILE, CrawlOutput
+from scraper.sinks import PAGES_FILE, SKIPPED_FILE, CrawlOutput, OutputClaim
 from scraper.stats import Stats
 
 STATE_FILE = "state.sqlite"
@@ -45,9 +45,7 @@ class Crawl:
 
 def open_crawl(config: Config, stats: Stats) -> Crawl:
     """Open the frontier and the output directory as `config` asks; see the module doc."""
-    if config.output is not None:
-        _guard_previous_crawl(config)
-    output = CrawlOutput(config.output, append=config.resume) if config.output else None
+    output = _open_output(config) if config.output is not None else None
     try:
         frontier = _open_frontier(config)
     except BaseException:
@@ -61,6 +59,23 @@ def open_crawl(config: Config, stats: Stats) -> Crawl:
     return Crawl(frontier, output, resumed=config.resume)
 
 
+def _open_output(config: Config) -> CrawlOutput:
+    """Claim the output directory and clear what --overwrite replaces. What it holds is
+    checked before the claim, so a refused crawl creates no directory, and again under it,
+    as another crawl may have run in between."""
+    assert config.output is not None
+    _refuse_previous_crawl(config)
+    claim = OutputClaim(config.output)
+    try:
+        _refuse_previous_crawl(config)
+        if config.overwrite:
+            _remove_state(config.state)
+        return CrawlOutput(claim, append=config.resume)
+    except BaseException:
+        claim.release()
+        raise
+
+
 def _open_frontier(config: Config) -> Frontier:
     options: dict[str, Any] = {
         "per_host": config.per_host,
@@ -72,20 +87,18 @@ def _open_frontier(config: Config) -> Frontier:
     return SQLiteFrontier(config.state, **options)
 
 
-def _guard_previous_crawl(config: Config) -> None:
+def _refuse_previous_crawl(config: Config) -> None:
     assert config.output is not None
-    found = [path for path in _crawl_files(config) if _holds_data(path)]
     if config.resume:
         if config.state is None or not config.state.exists():
             raise OutputError(f"nothing to resume in {config.output}: no {STATE_FILE} there")
-    elif found and not config.overwrite:
-        names = ", ".join(path.name for path in found)
-        raise OutputError(
-            f"{config.output} already holds a crawl ({names}): use --resume to continue "
-            "it or --overwrite to start over"
-        )
-    elif found:
-        _remove_state(config.state)
+    elif not config.overwrite:
+        found = [path.name for path in _crawl_files(config) if _holds_data(path)]
+        if found:
+            raise OutputError(
+                f"{config.output} already holds a crawl ({', '.join(found)}): use --resume"
+                " (resume=True) to continue it or --overwrite (overwrite=True) to start over"
+            )
 
 
 def _crawl_files(config: Config) -> list[Path]:

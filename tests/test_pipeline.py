@@ -832,3 +832,23 @@ def test_the_error_that_stopped_a_crawl_is_the_one_raised(demo_site, tmp_path, m
 def test_a_failure_to_shut_down_is_raised_when_nothing_failed_before(demo_site, tmp_path):
     with pytest.raises(OutputError, match=r"stats\.json"):
         run_crawl([demo_site.url], output=tmp_path)
+
+
+def test_a_second_crawl_in_a_directory_in_use_is_refused(demo_site, tmp_path):
+    """Even with overwrite=True: it would take over the running crawl's state and files."""
+    first = crawl([demo_site.url], depth=1, output=tmp_path, parse="inline")
+    next(first)  # running: it holds the directory until it ends
+    try:
+        with pytest.raises(OutputError, match="in use by another crawl"):
+            next(crawl([demo_site.url], output=tmp_path, overwrite=True))
+        assert len(list(first)) > 1, "the first crawl goes on"
+    finally:
+        first.close()
+    assert list(crawl([demo_site.url], output=tmp_path, overwrite=True))  # free again
+
+
+def test_a_refused_resume_creates_no_directory(tmp_path):
+    missing = tmp_path / "typo"
+    with pytest.raises(OutputError, match="nothing to resume"):
+        next(crawl(["http://127.0.0.1:9/"], output=missing, state=missing / "s", resume=True))
+    assert not missing.exists()
