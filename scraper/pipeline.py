@@ -130,7 +130,11 @@ def crawl(urls: Iterable[str], **options: Any) -> Generator[Page, None, None]:
 
 
 class Crawler:
-    """A crawl described by a Config; `run` and `arun` execute it."""
+    """A crawl described by a Config; `run` and `arun` execute it, as often as asked.
+
+    `stats` holds the figures of the latest run: each run counts afresh, as each writes
+    its own stats.json (a second run's counted the first's pages too).
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -142,6 +146,7 @@ class Crawler:
     ) -> Generator[Page, None, None]:
         """Yield a Page per URL attempted. `rejected` lines are logged as skipped."""
         _refuse_one_string(urls)
+        self.stats = Stats()
         self._current = _Run(self.config, self.stats)
         return self._current.pages(urls, rejected)
 
@@ -165,6 +170,7 @@ class Crawler:
         import asyncio  # noqa: PLC0415 (whoever awaits this has it loaded; the CLI need not)
 
         _refuse_one_string(urls)
+        self.stats = Stats()
         run = self._current = _Run(self.config, self.stats)
         pages = run.pages(urls, ())
         done = object()

@@ -128,7 +128,7 @@ class Stats:
             self._skipped[reason] += count
 
     def start(self) -> None:
-        """Start the clock as a run begins (a Crawler may run more than once)."""
+        """Start the clock as the run begins iterating, not when it was asked for."""
         with self._lock:
             self._started, self._stopped = time.monotonic(), None
 

@@ -361,6 +361,16 @@ def test_the_clock_runs_again_for_a_second_run_of_a_crawler(demo_site):
     pages.close()
 
 
+def test_a_second_run_of_a_crawler_counts_only_its_own_pages(demo_site, tmp_path):
+    crawler = Crawler(Config.from_options(depth=1, output=tmp_path, overwrite=True))
+    first = list(crawler.run([demo_site.url]))
+    second = list(crawler.run([demo_site.url_for("/page/3")]))
+    assert first and second
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["pages"] == len(second) == len(read_jsonl(tmp_path / "pages.jsonl"))
+    assert crawler.stats.snapshot().pages == len(second)
+
+
 @pytest.mark.parametrize("fetch", ["threads", "async", "processes", "sequential"])
 def test_a_failed_attempt_records_how_long_it_took(demo_site, fetch):
     """A timeout took the whole timeout: its record and fetch_time_s say so, not 0."""
