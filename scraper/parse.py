@@ -232,7 +232,9 @@ def parse_page(
     soup = _make_soup(text)
     try:
         data = extract(soup, url)
-    except Exception as error:  # user code may fail in any way: report it, never crash
+    # User code may fail in any way, sys.exit() included: report it, never crash. Only
+    # KeyboardInterrupt goes through: Ctrl-C in a program parsing inline must stop it.
+    except (Exception, SystemExit) as error:
         raise ParseError(f"{type(error).__name__}: {error}") from None
     return replace(page, data=data)
 

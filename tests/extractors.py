@@ -9,6 +9,7 @@ parse processes inherits that sys.path.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 FAILING_SUFFIX = "/page/1"
@@ -28,6 +29,13 @@ def fails_on_page_1(soup: Any, url: str) -> str:
     """Raise on /page/1 only, so the test can see the crawl go on past the failure."""
     if url.endswith(FAILING_SUFFIX):
         raise RuntimeError(FAILURE_TEXT)
+    return "fine"
+
+
+def exits_on_page_1(soup: Any, url: str) -> str:
+    """Call sys.exit on /page/1: a BaseException, which `except Exception` lets through."""
+    if url.endswith(FAILING_SUFFIX):
+        sys.exit(FAILURE_TEXT)
     return "fine"
 
 

@@ -575,9 +575,13 @@ def test_extracted_bs4_strings_arrive_as_plain_strings(demo_site):
     assert all(page.data == page.title and type(page.data) is str for page in titled)
 
 
-@pytest.mark.parametrize("parse", ["processes", "inline"])
-def test_a_raising_extractor_fails_its_page_only(demo_site, parse):
-    pages = run_crawl([demo_site.url], depth=1, parse=parse, extract=extractors.fails_on_page_1)
+@pytest.mark.parametrize("parse", ["processes", "threads", "inline"])
+@pytest.mark.parametrize(
+    ("extract", "raised"),
+    [(extractors.fails_on_page_1, "RuntimeError"), (extractors.exits_on_page_1, "SystemExit")],
+)
+def test_a_raising_extractor_fails_its_page_only(demo_site, parse, extract, raised):
+    pages = run_crawl([demo_site.url], depth=1, parse=parse, extract=extract)
     records = by_url(pages)
     failed = records[demo_site.url_for("/page/1")]
     assert failed.ok is False
@@ -585,7 +589,7 @@ def test_a_raising_extractor_fails_its_page_only(demo_site, parse):
     assert failed.error is not None
     assert failed.error["kind"] == "parse"
     assert extractors.FAILURE_TEXT in failed.error["message"]
-    assert "RuntimeError" in failed.error["message"]
+    assert raised in failed.error["message"]
     others = [page for page in pages if page is not failed and page.content_type == "text/html"]
     assert len(others) > 3
     assert all(page.ok and page.data == "fine" for page in others)
