@@ -1,8 +1,6 @@
 """`python -m scraper` runs the `scrape` command."""
 
-import sys
-
-from scraper.cli import main
+from scraper.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

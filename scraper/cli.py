@@ -8,6 +8,7 @@ No crawling logic lives here. Exit statuses (README.md, "Exit status"):
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import io
 import os
@@ -29,6 +30,32 @@ if TYPE_CHECKING:
     from scraper.urls import BadLine, ListedURL
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def run() -> None:
+    """The `scrape` command: `main`, then an exit that skips tearing the interpreter down.
+
+    A normal exit frees every module and object one by one: 50-140 ms here after a crawl,
+    more than the crawl's own shutdown, and none of it needed, since by the time `main`
+    returns the records, the state and stats.json are closed on disk. So once the atexit
+    handlers have run (multiprocessing's, which end the fork server; logging's) and the
+    standard streams are flushed, the process ends with os._exit, as Instagram's servers
+    did ("Dismissing Python Garbage Collection at Instagram", 2017). When `main` raises
+    instead (argparse's usage errors, --help), the exit is the usual one.
+    """
+    returned: list[int] = []
+    atexit.register(_exit_now, returned)  # registered first, so it runs after the others
+    returned.append(main())
+    sys.exit(returned[0])
+
+
+def _exit_now(returned: list[int]) -> None:
+    if not returned:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed or gone
+            stream.flush()
+    os._exit(returned[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

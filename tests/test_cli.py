@@ -232,6 +232,39 @@ def test_importing_the_cli_loads_no_engine():
     assert loaded_by_import("scraper.cli", engine) == []
 
 
+_FAKE_MAIN = """
+import atexit, sys
+from scraper import cli
+
+def main():
+    atexit.register(print, "the program's own exit handler ran")
+    print("buffered on a pipe")  # stdout to a pipe is block-buffered: lost unless flushed
+    return 3
+
+cli.main = main
+cli.run()
+"""
+
+
+def test_the_command_exits_quickly_yet_with_its_status_output_and_exit_handlers():
+    """`run` ends the process with os._exit after main: the status main returned, what
+    was printed, and the atexit handlers (multiprocessing's among them) must survive it."""
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    done = subprocess.run(
+        [sys.executable, "-c", _FAKE_MAIN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=buffered,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.splitlines() == [
+        "buffered on a pipe",
+        "the program's own exit handler ran",
+    ]
+
+
 def test_help_lists_every_option(tmp_path):
     done = scrape(tmp_path, "--help")
     assert done.returncode == 0, done.stderr
