@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import logging
 import queue
 import threading
 import time
@@ -71,6 +72,8 @@ from scraper.urls import (
     host_of,
     is_private,
 )
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the parse stack is imported as a crawl starts: see `_Run.pages`
     from scraper.parse_pool import PageWork, ParseStage
@@ -672,20 +675,24 @@ class _Run:
             (lambda: output.close(self.stats.snapshot())) if output else None,  # stopped stats
         ]
         failure = _first_failure(step for step in steps if step is not None)
-        if failure is not None and after_error is None:
+        if failure is None:
+            return
+        if after_error is None or not isinstance(failure, Exception):  # Ctrl-C: always
             raise failure
+        _log.warning("while stopping after %r: %s", after_error, failure)
 
 
 # -- values and pure helpers ---------------------------------------------------------------
 
 
-def _first_failure(steps: Iterable[Callable[[], object]]) -> Exception | None:
-    """Run every step, whatever fails; the first step's error, if any."""
+def _first_failure(steps: Iterable[Callable[[], object]]) -> BaseException | None:
+    """Run every step, whatever fails, a Ctrl-C included (the output must still be
+    closed, stats.json written and the directory let go); the first failure, if any."""
     first = None
     for step in steps:
         try:
             step()
-        except Exception as error:
+        except BaseException as error:  # returned, and raised by the caller
             first = first or error
     return first
 

@@ -45,17 +45,17 @@ class Crawl:
 
 def open_crawl(config: Config, stats: Stats) -> Crawl:
     """Open the frontier and the output directory as `config` asks; see the module doc."""
-    output = _open_output(config) if config.output is not None else None
-    try:
-        frontier = _open_frontier(config)
-    except BaseException:
+    with contextlib.ExitStack() as undo:  # on any failure: close what was opened
+        output = _open_output(config) if config.output is not None else None
         if output is not None:
-            output.close(None)
-        raise
-    if config.resume:
-        _resume(config, frontier, stats)
-    else:
-        frontier.save_settings(_binding_settings(config))
+            undo.callback(output.close, None)  # and with it the claim on the directory
+        frontier = _open_frontier(config)
+        undo.callback(frontier.close)
+        if config.resume:
+            _resume(config, frontier, stats)
+        else:
+            frontier.save_settings(_binding_settings(config))
+        undo.pop_all()
     return Crawl(frontier, output, resumed=config.resume)
 
 

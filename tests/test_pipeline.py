@@ -40,9 +40,9 @@ from scraper.demo import (
     page_paths,
     running_site,
 )
-from scraper.errors import OutputError
+from scraper.errors import ConfigError, OutputError
 from scraper.frontier.scheduled import ScheduledFrontier
-from scraper.parse_pool import open_parse_pool
+from scraper.parse_pool import ParseStage, open_parse_pool
 from scraper.pipeline import LEASES_PER_WORKER, PARSE_BACKLOG, PARSE_BATCH
 from scraper.sinks import CrawlOutput
 from scraper.urls import canonicalize
@@ -866,3 +866,30 @@ def test_a_refused_resume_creates_no_directory(tmp_path):
     with pytest.raises(OutputError, match="nothing to resume"):
         next(crawl(["http://127.0.0.1:9/"], output=missing, state=missing / "s", resume=True))
     assert not missing.exists()
+
+
+def test_a_resume_refused_for_its_settings_lets_go_of_the_directory(demo_site, tmp_path):
+    """A crawl that cannot start must not keep the output claimed: the next try, in the
+    same program, with the right settings, goes ahead."""
+    options = {"output": tmp_path, "state": tmp_path / "state.sqlite", "parse": "inline"}
+    first = crawl([demo_site.url], depth=1, **options)
+    next(first)
+    first.close()
+    with pytest.raises(ConfigError, match="depth"):
+        next(crawl([demo_site.url], depth=3, resume=True, **options))
+    assert list(crawl([demo_site.url], depth=1, resume=True, **options))
+
+
+def test_a_ctrl_c_while_stopping_still_closes_the_output(demo_site, tmp_path, monkeypatch):
+    """A second Ctrl-C in a program that embeds the crawl may land in any step of the
+    shutdown: the later steps still run (stats.json, the claim on the directory)."""
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ParseStage, "shutdown", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_crawl([demo_site.url], output=tmp_path)
+    assert json.loads((tmp_path / "stats.json").read_text())["pages"] == 1
+    monkeypatch.undo()
+    assert run_crawl([demo_site.url], output=tmp_path, overwrite=True)  # not claimed
