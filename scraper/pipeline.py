@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import ipaddress
 import logging
+import math
 import queue
 import threading
 import time
@@ -299,6 +300,7 @@ class _Run:
             if not self.leases.acquire(timeout=_POLL):
                 continue
             request = self.frontier.next_request(timeout=_POLL)
+            leased_at = time.monotonic()  # when it took its host's slot: the pace it went at
             if request is None:
                 self._release_lease()
                 continue
@@ -313,18 +315,18 @@ class _Run:
             elif verdict is Verdict.FETCH_ROBOTS:
                 self._submit_when_a_slot_frees(robots_request(request))
             else:
-                self._submit_when_a_slot_frees(request)
+                self._submit_when_a_slot_frees(request, leased_at)
 
-    def _submit_when_a_slot_frees(self, request: Request) -> None:
+    def _submit_when_a_slot_frees(self, request: Request, leased_at: float = math.inf) -> None:
         """Wait for a fetch slot, then start the fetch; the slot is freed when its answer is
         in. A URL is leased before its slot is taken, never after: a slot held while
         waiting for the frontier would starve a robots.txt retry waiting for that slot."""
         while not self.stopping.is_set():
             if self.fetch_slots.acquire(timeout=_POLL):
-                self._submit(request)
+                self._submit(request, leased_at)
                 return
 
-    def _submit(self, request: Request) -> None:
+    def _submit(self, request: Request, leased_at: float) -> None:
         """Start a fetch that holds a fetch slot. A fetcher that refuses it (closed while
         the run stops, or a `processes` pool that broke twice) gives a failed attempt,
         which the fetch policy retries, rather than a URL that never finishes."""
@@ -338,7 +340,7 @@ class _Run:
             future.set_exception(
                 TransportError(f"cannot start the fetch: {error}", ErrorKind.CONNECT)
             )
-        future.add_done_callback(functools.partial(self._on_fetched, request, started))
+        future.add_done_callback(functools.partial(self._on_fetched, request, started, leased_at))
 
     def _submit_later(self, request: Request, delay: float) -> None:
         """Fetch a robots.txt again (a retry, a redirect hop) under its URL's lease, after
@@ -348,7 +350,9 @@ class _Run:
         timer.daemon = True
         timer.start()
 
-    def _on_fetched(self, request: Request, started: float, future: Future[Response]) -> None:
+    def _on_fetched(
+        self, request: Request, started: float, leased_at: float, future: Future[Response]
+    ) -> None:
         """Done-callback of a fetch, run in whatever thread finished it: free the fetch slot
         and the host's politeness slot now, not when the collector gets to the answer, then
         hand the answer off. (A robots.txt frees its host when its rules are learnt.) Nothing
@@ -359,7 +363,9 @@ class _Run:
             outcome.elapsed = time.monotonic() - started
         try:
             if not request.for_robots:
-                self.frontier.fetched(request, throttled=_is_push_back(outcome), sent_at=started)
+                self.frontier.fetched(
+                    request, throttled=_is_push_back(outcome), started_at=leased_at
+                )
         except Exception as error:  # the collector raises it: the crawl ends in order
             self.events.put(_Failed(error))
         finally:

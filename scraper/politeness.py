@@ -51,7 +51,8 @@ class HostSlots:
     A crawler that speeds up on 429s, or ignores them, is how sites get hurt.
 
     One overload is one push-back, however many requests it answered: an answer to a
-    request sent before the host was slowed (`sent_at`) neither slows it again nor speeds
+    request started before the host was slowed (`started_at`: when it took its slot, which
+    is when the pace it went at was decided) neither slows it again nor speeds
     it up: it tells nothing about the slowed pace (as TCP cuts its window once per round
     trip). Four parallel 503s doubled the gap four times, 1 s to 8 s, and halved
     concurrency to one.
@@ -99,9 +100,9 @@ class HostSlots:
         *,
         throttled: bool,
         sent: bool = True,
-        sent_at: float = float("inf"),
+        started_at: float = float("inf"),
     ) -> None:
-        """A request to `host`, sent at `sent_at` (unknown: as late as can be), is over;
+        """A request to `host`, started at `started_at` (unknown: as late as can be), is over;
         `throttled` when the host pushed back.
 
         An unsent request (robots.txt decided it first) gives back the gap it took, but not
@@ -111,7 +112,7 @@ class HostSlots:
         state.active -= 1
         if not sent:
             state.next_start = max(state.previous_start, state.throttled_until)
-        elif sent_at < state.slowed_at:
+        elif started_at < state.slowed_at:
             pass  # an answer about the pace before the slow-down: see the class docstring
         elif throttled:
             self._slow_down(state, now)

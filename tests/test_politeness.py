@@ -580,15 +580,15 @@ def test_a_host_that_pushes_back_is_slowed_and_then_restored():
     slots = politeness.HostSlots(per_host=4)
     for _ in range(4):
         slots.start("h", 0.0)
-    slots.finish("h", 10.0, throttled=True, sent_at=0.0)
+    slots.finish("h", 10.0, throttled=True, started_at=0.0)
     assert not slots.can_start("h", 10.0), "the first push-back imposes a gap"
     first_gap = slots.next_start("h")
     assert first_gap >= 10.0 + politeness.THROTTLE_FIRST_DELAY
     for _ in range(3):  # sent before the host was slowed: the same overload, counted once
-        slots.finish("h", 10.5, throttled=True, sent_at=0.0)
+        slots.finish("h", 10.5, throttled=True, started_at=0.0)
     assert slots.next_start("h") == first_gap
     slots.start("h", first_gap)  # sent after it, and pushed back too: now the gap doubles
-    slots.finish("h", first_gap, throttled=True, sent_at=first_gap)
+    slots.finish("h", first_gap, throttled=True, started_at=first_gap)
     assert slots.next_start("h") >= first_gap + 2 * politeness.THROTTLE_FIRST_DELAY
     later = 100.0
     # concurrency was halved twice (4 -> 2 -> 1): with one active, no other may start
@@ -614,12 +614,12 @@ def test_answers_sent_before_a_slow_down_do_not_speed_the_host_up():
     slots = politeness.HostSlots(per_host=8)
     for _ in range(8):
         slots.start("h", 0.0)
-    slots.finish("h", 1.0, throttled=True, sent_at=0.0)
+    slots.finish("h", 1.0, throttled=True, started_at=0.0)
     for _ in range(4):
-        slots.finish("h", 1.1, throttled=False, sent_at=0.0)
+        slots.finish("h", 1.1, throttled=False, started_at=0.0)
     assert slots.next_start("h") == 1.0 + politeness.THROTTLE_FIRST_DELAY, "not sped up"
     slots.start("h", 2.0)
-    slots.finish("h", 2.5, throttled=True, sent_at=2.0)
+    slots.finish("h", 2.5, throttled=True, started_at=2.0)
     assert slots.next_start("h") == 2.5 + 2 * politeness.THROTTLE_FIRST_DELAY
 
 

@@ -81,12 +81,12 @@ class Frontier(Protocol):
         *,
         throttled: bool = False,
         sent: bool = True,
-        sent_at: float = float("inf"),
+        started_at: float = float("inf"),
     ) -> None:
         """The attempt on a leased URL is over: free its host's politeness slot.
 
         `throttled` says the host pushed back (429, 503, reset, timeout): slow it down,
-        unless the attempt was sent (`sent_at`, time.monotonic()) before the host was
+        unless the attempt was leased (`started_at`, time.monotonic()) before the host was
         last slowed. `sent=False` says no request went out (robots.txt decided): its delay
         is undone.
         """

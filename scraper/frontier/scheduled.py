@@ -99,11 +99,11 @@ class ScheduledFrontier:
         *,
         throttled: bool = False,
         sent: bool = True,
-        sent_at: float = float("inf"),
+        started_at: float = float("inf"),
     ) -> None:
         with self._changed:
             host, now = host_of(request.url), time.monotonic()
-            self._slots.finish(host, now, throttled=throttled, sent=sent, sent_at=sent_at)
+            self._slots.finish(host, now, throttled=throttled, sent=sent, started_at=started_at)
             self._changed.notify_all()
 
     def reschedule(self, request: Request, *, delay: float = 0.0) -> None:
