@@ -40,18 +40,23 @@ def run() -> None:
     returns the records, the state and stats.json are closed on disk. So the exit does
     what a normal one does that matters, then ends the process with os._exit, as
     Instagram's servers did ("Dismissing Python Garbage Collection at Instagram", 2017):
-    every atexit handler runs (multiprocessing's, which end the fork server; logging's;
-    any a sitecustomize registered, coverage's say), and the standard streams are flushed,
-    a failure to flush making the status 120 as Python's own exit does. When `main`
+    non-daemon threads are waited for, every atexit handler runs (multiprocessing's,
+    which end the fork server; logging's; any a sitecustomize registered, coverage's say),
+    and the standard streams are flushed, a failure to flush making the status 120 as
+    Python's own exit does. When `main`
     raises instead (argparse's usage errors, --help), the exit is the usual one. For the
     command only: called inside another program, it would end that program.
     """
     status = main()
-    atexit._run_exitfuncs()  # what Py_Finalize runs; no public name exists for it
+    # What Py_Finalize runs first, in its order; neither has a public name.
+    threading._shutdown()  # type: ignore[attr-defined]  # joins threads, after their hooks
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None or stream.closed:
+            continue
         try:
             stream.flush()
-        except (OSError, ValueError, AttributeError):  # full, closed, or None
+        except OSError:  # a full disk or a closed pipe: as Python's own exit says
             status = status or 120
     os._exit(status)
 

@@ -225,7 +225,7 @@ class _Run:
         self, urls: Iterable[str], rejected: Iterable[BadLine]
     ) -> Generator[Page, None, None]:
         crawl = fetcher = parser = dispatcher = None
-        crawl_error: Exception | None = None
+        crawl_error: BaseException | None = None
         self.stats.start()
         try:
             crawl = open_crawl(self.config, self.stats)
@@ -250,7 +250,7 @@ class _Run:
                     yield from self._collect_arrived()
                     self._feed_parser()
                 self.stats.set_queued(self.frontier.pending())
-        except Exception as error:
+        except (Exception, KeyboardInterrupt) as error:  # not GeneratorExit: see _shut_down
             crawl_error = error
             raise
         finally:
@@ -662,12 +662,14 @@ class _Run:
         parser: ParseStage | None,
         dispatcher: threading.Thread | None,
         *,
-        after_error: Exception | None,
+        after_error: BaseException | None,
     ) -> None:
         """Stop every part in order, each even when an earlier one failed (a full disk can
         fail the state's last commit, then stats.json), and raise the first failure; but
         not over `after_error`, the error the crawl is ending on: that is the cause, and
-        what fails after it is most often its consequence (the same full disk)."""
+        what fails after it is most often its consequence (the same full disk). A Ctrl-C
+        always wins, so that it stops the program. A consumer that stops iterating
+        (GeneratorExit) gets the shutdown's failure from `close()`."""
         self.stopping.set()
         output = crawl.output if crawl is not None else None
         steps: list[Callable[[], object] | None] = [
@@ -683,7 +685,8 @@ class _Run:
         failure = _first_failure(step for step in steps if step is not None)
         if failure is None:
             return
-        if after_error is None or not isinstance(failure, Exception):  # Ctrl-C: always
+        interrupts = isinstance(failure, KeyboardInterrupt)
+        if after_error is None or (interrupts and not isinstance(after_error, KeyboardInterrupt)):
             raise failure
         _log.warning("while stopping after %r: %s", after_error, failure)
 
@@ -693,14 +696,16 @@ class _Run:
 
 def _first_failure(steps: Iterable[Callable[[], object]]) -> BaseException | None:
     """Run every step, whatever fails, a Ctrl-C included (the output must still be
-    closed, stats.json written and the directory let go); the first failure, if any."""
-    first = None
+    closed, stats.json written and the directory let go). The first Ctrl-C, else the
+    first failure, else None."""
+    failures: list[BaseException] = []
     for step in steps:
         try:
             step()
         except BaseException as error:  # returned, and raised by the caller
-            first = first or error
-    return first
+            failures.append(error)
+    interrupts = [error for error in failures if isinstance(error, KeyboardInterrupt)]
+    return (interrupts or failures or [None])[0]
 
 
 def _refuse_one_string(urls: Iterable[str]) -> None:

@@ -233,7 +233,7 @@ def test_importing_the_cli_loads_no_engine():
 
 
 _FAKE_MAIN = """
-import atexit, sys
+import atexit, sys, threading, time
 from scraper import cli
 
 class Witness:
@@ -243,8 +243,13 @@ class Witness:
 witness = Witness()
 atexit.register(print, "a handler registered before run ran")
 
+def late():
+    time.sleep(0.2)
+    print("a thread main left running finished")
+
 def main():
     atexit.register(print, "a handler registered by main ran")
+    threading.Thread(target=late).start()  # not a daemon: a normal exit waits for it
     print("buffered on a pipe")  # stdout to a pipe is block-buffered: lost unless flushed
     return 3
 
@@ -268,9 +273,20 @@ def test_the_command_exits_quickly_yet_with_its_status_output_and_exit_handlers(
     assert done.returncode == 3, done.stderr
     assert done.stdout.splitlines() == [
         "buffered on a pipe",
+        "a thread main left running finished",
         "a handler registered by main ran",
         "a handler registered before run ran",
     ]  # and not "torn down": the interpreter was not taken apart
+
+
+def test_the_quick_exit_keeps_status_0_when_main_closed_stdout():
+    script = (
+        "import sys\nfrom scraper import cli\ncli.main = lambda: sys.stdout.close() or 0\ncli.run()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_help_lists_every_option(tmp_path):

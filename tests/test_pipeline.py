@@ -41,6 +41,7 @@ from scraper.demo import (
     running_site,
 )
 from scraper.errors import ConfigError, OutputError
+from scraper.frontier import SQLiteFrontier
 from scraper.frontier.scheduled import ScheduledFrontier
 from scraper.parse_pool import ParseStage, open_parse_pool
 from scraper.pipeline import LEASES_PER_WORKER, PARSE_BACKLOG, PARSE_BATCH
@@ -893,3 +894,16 @@ def test_a_ctrl_c_while_stopping_still_closes_the_output(demo_site, tmp_path, mo
     assert json.loads((tmp_path / "stats.json").read_text())["pages"] == 1
     monkeypatch.undo()
     assert run_crawl([demo_site.url], output=tmp_path, overwrite=True)  # not claimed
+
+
+def test_a_ctrl_c_while_stopping_wins_over_an_earlier_failure(demo_site, tmp_path, monkeypatch):
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OutputError("cannot use the crawl state: database or disk is full")
+
+    monkeypatch.setattr(ParseStage, "shutdown", interrupted)
+    monkeypatch.setattr(SQLiteFrontier, "close", disk_full)
+    with pytest.raises(KeyboardInterrupt):
+        run_crawl([demo_site.url], output=tmp_path, state=tmp_path / "state.sqlite")
