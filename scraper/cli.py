@@ -43,9 +43,9 @@ def run() -> None:
     non-daemon threads are waited for, every atexit handler runs (multiprocessing's,
     which end the fork server; logging's; any a sitecustomize registered, coverage's say),
     and the standard streams are flushed, a failure to flush making the status 120 as
-    Python's own exit does. When `main`
-    raises instead (argparse's usage errors, --help), the exit is the usual one. For the
-    command only: called inside another program, it would end that program.
+    Python's own exit does. When `main` raises instead (argparse's usage errors, --help),
+    the exit is the usual one. For the command only: called inside another program, it
+    would end that program.
     """
     status = main()
     # What Py_Finalize runs first, in its order; neither has a public name.

@@ -300,10 +300,10 @@ class _Run:
             if not self.leases.acquire(timeout=_POLL):
                 continue
             request = self.frontier.next_request(timeout=_POLL)
-            leased_at = time.monotonic()  # when it took its host's slot: the pace it went at
             if request is None:
                 self._release_lease()
                 continue
+            leased_at = time.monotonic()  # when it took its host's slot: the pace it went at
             verdict = self.robots.check(request, time.monotonic()) if self.robots else None
             if verdict is Verdict.WAIT:  # its host's robots.txt is on its way
                 self.frontier.fetched(request, sent=False)
