@@ -19,17 +19,18 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import cast
 
-FETCHER = "scraper.fetch.http"  # what a `processes` fetch worker runs
+FETCHER = "scraper.fetch.threads"  # what a `processes` fetch process runs
 
 
 def preload_for(fetch: str) -> list[str]:
     """What the fork server of a crawl with this fetch strategy should load.
 
-    The fetch modules for the `processes` strategy, which starts a process per worker: each
-    forks with them loaded instead of importing them (≈ 80 ms of CPU each). Nothing else:
-    the parse processes are only a few, each imports the parser as it starts (while the
-    crawl's first requests are on their way), and a fork server holding the parser would
-    put it in every fetch worker too (≈ 17 MB each) and make the first fetch wait for it.
+    The fetch modules for the `processes` strategy, whose first request waits for its fetch
+    processes to start: each forks with them loaded instead of importing them (≈ 80 ms of
+    CPU each). Nothing else: the parse processes are only a few, each imports the parser as
+    it starts (while the crawl's first requests are on their way), and a fork server holding
+    the parser would put it in every fetch process too (≈ 17 MB each) and make the first
+    fetch wait for it.
     """
     return [FETCHER] if fetch == "processes" else []
 

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import importlib.util
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -291,6 +292,46 @@ def test_a_killed_fetch_process_fails_its_request_and_the_pool_recovers(
         fetcher.close()
 
 
+def test_a_killed_fetch_process_fails_only_the_attempts_it_held(
+    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = set(multiprocessing.active_children())
+    slow = Limits(timeout=60.0, max_bytes=LIMITS.max_bytes, user_agent=LIMITS.user_agent)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # two processes, whatever the machine
+    fetcher = ProcessFetcher(slow, workers=2)
+    try:
+        stalls = [fetcher.submit(Request(fresh_site.url_for(f"/stall?{n}"))) for n in range(2)]
+        wait_until(lambda: len(fresh_site.hits) == 2)  # one in each process: the least busy
+        victim, survivor = set(multiprocessing.active_children()) - before
+        victim.kill()
+        wait_until(lambda: any(future.done() for future in stalls))
+        (lost,) = [future for future in stalls if future.done()]
+        assert isinstance(lost.exception(), FetchError)
+        assert survivor.is_alive()
+        assert not all(future.done() for future in stalls)
+        answer = fetcher.submit(Request(fresh_site.url)).result(timeout=PATIENCE)
+        assert answer.status == 200
+    finally:
+        fetcher.close()
+
+
+@pytest.mark.parametrize("strategy", [name for name in FETCH_STRATEGIES if name != "sequential"])
+def test_every_worker_fetches_at_once(
+    strategy: str, rude_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`workers` requests are in flight together: the server answers each only once all
+    of them have arrived. (With `processes`: 5 over two processes of 3 threads.)"""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    fetcher = open_fetcher(strategy, LIMITS, workers=5)
+    try:
+        url = f"{rude_server}together/{strategy}-{time.monotonic_ns()}/5"
+        futures = [fetcher.submit(Request(url)) for _ in range(5)]
+        answers = [future.result(timeout=PATIENCE) for future in futures]
+    finally:
+        fetcher.close()
+    assert [answer.status for answer in answers] == [200] * 5
+
+
 # -- a whole crawl -------------------------------------------------------------------------
 
 
@@ -381,6 +422,24 @@ async def _write_raw(request: web.Request, data: bytes) -> web.Response:
     request.transport.close()
     await asyncio.sleep(_FOREVER)  # cancelled: the client is gone (handler_cancellation)
     raise AssertionError("unreachable")
+
+
+_gatherings: dict[str, tuple[list[None], asyncio.Event]] = {}
+
+
+@_routes.get("/together/{key}/{count}")
+async def _together(request: web.Request) -> web.Response:
+    """Answer 200 once `count` requests for `key` have arrived, 504 if they do not by the
+    client's timeout (they were not all in flight at once)."""
+    arrived, everyone = _gatherings.setdefault(request.match_info["key"], ([], asyncio.Event()))
+    arrived.append(None)
+    if len(arrived) == int(request.match_info["count"]):
+        everyone.set()
+    try:
+        await asyncio.wait_for(everyone.wait(), LIMITS.timeout)
+    except asyncio.TimeoutError:
+        return web.Response(status=504, text=f"only {len(arrived)} arrived")
+    return web.Response(text="together")
 
 
 @_routes.get("/slow-redirect-to-itself")
