@@ -199,7 +199,7 @@ def _crawl_parser() -> argparse.ArgumentParser:
         "--parsers",
         type=int,
         default=defaults.default_parsers(),
-        help="parse processes (default: the number of CPUs)",
+        help="parse processes (default: the number of CPUs this process may use)",
     )
     parser.add_argument(
         "--fetch",
@@ -329,12 +329,18 @@ def demo_site(argv: Sequence[str]) -> int:
         "--latency-ms", type=float, default=0.0, help="delay before each answer (default: 0)"
     )
     parser.add_argument("--page-kb", type=int, default=4, help="page size in KB (default: 4)")
+    parser.add_argument(
+        "--prerender",
+        action="store_true",
+        help="render the pages (up to 256 MB of them) before printing the URL, so that "
+        "serving one costs next to no CPU; what `scrape bench` uses",
+    )
     options = parser.parse_args(argv)
     try:
         spec = SiteSpec(pages=options.pages, latency_ms=options.latency_ms, page_kb=options.page_kb)
     except ValueError as error:
         parser.error(str(error))
-    serve_forever(spec, port=options.port)
+    serve_forever(spec, port=options.port, prerendered=options.prerender)
     return EXIT_OK
 
 

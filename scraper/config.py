@@ -38,8 +38,17 @@ DEFAULT_BACKOFF_CAP = 60.0
 USER_AGENT = f"scraper/{__version__} (+https://pypi.org/project/scraper/)"
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), not all the machine has: in a
+    container limited to 2 of a host's 64, sizing pools for 64 would be wrong."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity off Linux
+        return os.cpu_count() or 1
+
+
 def default_parsers() -> int:
-    return os.cpu_count() or 1
+    return usable_cpus()
 
 
 @dataclass(frozen=True)

@@ -328,8 +328,8 @@ class _Run:
 
     def _submit(self, request: Request, leased_at: float) -> None:
         """Start a fetch that holds a fetch slot. A fetcher that refuses it (closed while
-        the run stops, or a `processes` pool that broke twice) gives a failed attempt,
-        which the fetch policy retries, rather than a URL that never finishes."""
+        the run stops) gives a failed attempt, which the fetch policy retries, rather than
+        a URL that never finishes."""
         assert self.fetcher is not None
         self.stats.fetch_started()
         started = time.monotonic()

@@ -87,9 +87,10 @@ def terminate_pool(pool: ProcessPoolExecutor) -> None:
     thread holds the last references to the pool's queues, whose semaphores are unlinked
     and unregistered from multiprocessing's resource tracker when they are freed. Left to
     it, that happens as the thread ends; the thread is a daemon when a daemon thread first
-    submitted (the dispatcher), nothing waits for it at exit, and one cut short between
-    unlinking and unregistering made the tracker warn of a "leaked semaphore" (1 crawl in
-    15-30 with `--fetch processes`). Joined here, the queues are freed in this thread.
+    submitted, nothing waits for it at exit, and one cut short between unlinking and
+    unregistering made the tracker warn of a "leaked semaphore" (1 crawl in 15-30, when the
+    `processes` fetch strategy was a pool its dispatcher thread fed). Joined here, the
+    queues are freed in this thread.
     """
     # typeshed calls it a _ThreadWakeup; it is the manager's Thread
     manager = cast("threading.Thread | None", pool._executor_manager_thread)

@@ -392,9 +392,10 @@ def test_ctrl_c_stops_the_crawl_in_order(slow_site, tmp_path, target):
 # -- the demo site -----------------------------------------------------------------------
 
 
-def test_demo_site_serves_until_interrupted(tmp_path):
+@pytest.mark.parametrize("options", [(), ("--prerender",)])
+def test_demo_site_serves_until_interrupted(tmp_path, options):
     process = subprocess.Popen(
-        scrape_command("demo-site", "--pages", "5"),
+        scrape_command("demo-site", "--pages", "5", *options),
         cwd=tmp_path,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -34,6 +34,8 @@ from scraper.demo import (
     page_paths,
     running_site,
 )
+from scraper.demo import site as demo_site
+from scraper.demo.site import PRERENDERED, prerender
 from scraper.errors import ConfigError
 
 ROOT = "http://127.0.0.1:8000/"  # where the model tests pretend the site is served
@@ -194,6 +196,16 @@ def test_a_huge_site_is_lazy():
     assert body_for(spec, "/page/100000", ROOT) is None
 
 
+def test_prerender_renders_pages_in_order_up_to_the_budget():
+    app = build_app(SPEC)
+    first_ten = page_paths(SPEC)[:10]
+    budget = sum(len(body_for(SPEC, path, ROOT)) for path in first_ten)
+    assert prerender(app, ROOT, budget=budget) == 10
+    rendered = app[PRERENDERED]
+    assert sorted(rendered) == sorted((path, ROOT) for path in first_ten)
+    assert all(body == body_for(SPEC, path, ROOT) for (path, _), body in rendered.items())
+
+
 def test_robots_txt_disallows_private_only():
     robots = Protego.parse(ROBOTS_TXT.decode())
     assert not robots.can_fetch(ROOT + PRIVATE_PATH[1:], "scraper")
@@ -219,6 +231,19 @@ def test_served_bytes_equal_the_model(site, http):
         assert response.content == site.body_for(path) == body_for(SPEC, path, site.url)
         content_type = expected_types.get(path, "text/html; charset=utf-8")
         assert response.headers["Content-Type"] == content_type
+
+
+def test_prerendered_pages_are_served_without_rendering_them(http, monkeypatch):
+    with running_site(SPEC, prerendered=True) as prerendered:
+        expected = {path: prerendered.body_for(path) for path in page_paths(SPEC)}
+
+        def refuse(*args: object) -> bytes:
+            raise AssertionError(f"rendered on request: {args}")
+
+        monkeypatch.setattr(demo_site, "_page_body", refuse)
+        for path, body in expected.items():
+            response = http.get(prerendered.url_for(path), timeout=TIMEOUT)
+            assert (response.status_code, response.content) == (200, body)
 
 
 def test_unknown_paths_answer_404(site, http):

@@ -15,12 +15,13 @@ import contextlib
 import hashlib
 import importlib.util
 import multiprocessing
-import os
+import multiprocessing.connection
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import pytest
@@ -31,7 +32,7 @@ from scraper import crawl
 from scraper.config import FETCH_STRATEGIES
 from scraper.demo import RunningSite
 from scraper.errors import ErrorKind, FetchError
-from scraper.fetch import Fetcher, Limits, Response, open_fetcher
+from scraper.fetch import Fetcher, Limits, Response, open_fetcher, processes
 from scraper.fetch.processes import ProcessFetcher
 from scraper.records import Request
 
@@ -297,7 +298,7 @@ def test_a_killed_fetch_process_fails_only_the_attempts_it_held(
 ) -> None:
     before = set(multiprocessing.active_children())
     slow = Limits(timeout=60.0, max_bytes=LIMITS.max_bytes, user_agent=LIMITS.user_agent)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # two processes, whatever the machine
+    monkeypatch.setattr(processes, "usable_cpus", lambda: 2)  # two, whatever the machine
     fetcher = ProcessFetcher(slow, workers=2)
     try:
         stalls = [fetcher.submit(Request(fresh_site.url_for(f"/stall?{n}"))) for n in range(2)]
@@ -320,8 +321,8 @@ def test_every_worker_fetches_at_once(
     strategy: str, rude_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`workers` requests are in flight together: the server answers each only once all
-    of them have arrived. (With `processes`: 5 over two processes of 3 threads.)"""
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    of them have arrived. (With `processes`: 5 over two processes, of 3 and 2 threads.)"""
+    monkeypatch.setattr(processes, "usable_cpus", lambda: 2)
     fetcher = open_fetcher(strategy, LIMITS, workers=5)
     try:
         url = f"{rude_server}together/{strategy}-{time.monotonic_ns()}/5"
@@ -330,6 +331,66 @@ def test_every_worker_fetches_at_once(
     finally:
         fetcher.close()
     assert [answer.status for answer in answers] == [200] * 5
+
+
+@pytest.mark.parametrize("strategy", [name for name in FETCH_STRATEGIES if name != "sequential"])
+def test_no_more_than_workers_fetch_at_once(
+    strategy: str, fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(processes, "usable_cpus", lambda: 2)
+    fetcher = open_fetcher(strategy, STALLED, workers=3)
+    try:
+        for n in range(4):
+            fetcher.submit(Request(fresh_site.url_for(f"/stall?{n}")))
+        wait_until(lambda: len(fresh_site.hits) >= 3)
+        time.sleep(0.3)  # time for a fourth to arrive, were it sent
+        assert len(fresh_site.hits) == 3
+    finally:
+        fetcher.close()
+
+
+def test_an_answer_that_cannot_be_read_fails_its_attempt_and_its_process_is_replaced(
+    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetcher = ProcessFetcher(LIMITS, workers=1)
+    try:
+        with monkeypatch.context() as patch:  # in this process only: the answer's reader
+            patch.setattr(multiprocessing.connection, "_ForkingPickler", _NoMemoryToUnpickle)
+            error = fetcher.submit(Request(fresh_site.url)).exception(timeout=PATIENCE)
+        assert isinstance(error, FetchError)
+        assert error.kind is ErrorKind.CONNECT
+        assert "lost" in error.message
+        assert fetcher.submit(Request(fresh_site.url)).result(timeout=PATIENCE).status == 200
+    finally:
+        fetcher.close()
+
+
+class _NoMemoryToUnpickle(ForkingPickler):
+    """Sends as usual; no answer can be read."""
+
+    @staticmethod
+    def loads(data: object) -> object:  # type: ignore[override]
+        raise MemoryError
+
+
+def test_an_answer_that_cannot_be_pickled_is_sent_as_an_error() -> None:
+    received, sent = multiprocessing.Pipe(duplex=False)
+    answered: Future[Response] = Future()
+    unpicklable = {"content-type": lambda: "text/html"}  # as a body too large to pickle
+    answered.set_result(Response("http://a.example/", 200, "OK", unpicklable, b"", 0.1))  # type: ignore[arg-type]
+    processes._send_answer(sent, threading.Lock(), 7, answered)
+    job_id, error = received.recv()
+    assert job_id == 7
+    assert isinstance(error, FetchError)
+    assert "could not be sent back" in error.message
+
+
+def test_a_cancelled_attempt_sends_no_answer() -> None:
+    received, sent = multiprocessing.Pipe(duplex=False)
+    cancelled: Future[Response] = Future()
+    cancelled.cancel()
+    processes._send_answer(sent, threading.Lock(), 7, cancelled)
+    assert not received.poll(0)
 
 
 # -- a whole crawl -------------------------------------------------------------------------

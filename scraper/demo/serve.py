@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 import yarl
 from aiohttp import web
 
-from scraper.demo.site import HITS, HitCounter, SiteSpec, body_for, build_app
+from scraper.demo.site import HITS, HitCounter, SiteSpec, body_for, build_app, prerender
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -53,11 +53,14 @@ class RunningSite:
 
 
 @contextlib.contextmanager
-def running_site(spec: SiteSpec, host: str = "127.0.0.1") -> Iterator[RunningSite]:
+def running_site(
+    spec: SiteSpec, host: str = "127.0.0.1", *, prerendered: bool = False
+) -> Iterator[RunningSite]:
     """Serve the site for `spec` on a free port of `host` from a daemon thread.
 
-    The server accepts connections by the time this yields; on exit it is stopped and its
-    thread joined, cancelling any request still in flight.
+    The server accepts connections by the time this yields (with `prerendered`, its pages
+    are rendered by then: `site.prerender`); on exit it is stopped and its thread joined,
+    cancelling any request still in flight.
     """
     app = build_app(spec)
     runner = _make_runner(app)
@@ -66,6 +69,8 @@ def running_site(spec: SiteSpec, host: str = "127.0.0.1") -> Iterator[RunningSit
     thread.start()
     try:
         url = _run_in(loop, _start(runner, host, 0))
+        if prerendered:
+            prerender(app, url)  # no request has the URL yet: nothing races the loop
         yield RunningSite(url, spec, app[HITS])
     finally:
         try:
@@ -75,20 +80,31 @@ def running_site(spec: SiteSpec, host: str = "127.0.0.1") -> Iterator[RunningSit
 
 
 def serve_forever(
-    spec: SiteSpec, host: str = "127.0.0.1", port: int = 0, out: TextIO = sys.stdout
+    spec: SiteSpec,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    out: TextIO = sys.stdout,
+    *,
+    prerendered: bool = False,
 ) -> None:
     """Serve the site in the foreground until SIGINT or SIGTERM, for `scrape demo-site`.
 
-    Prints one line, "URL http://HOST:PORT/", as soon as the server accepts connections.
+    Prints one line, "URL http://HOST:PORT/", as soon as the server accepts connections;
+    with `prerendered`, once its pages for that URL are rendered too (`site.prerender`).
     """
     with contextlib.suppress(KeyboardInterrupt):  # where signal handlers are not available
-        asyncio.run(_serve_until_signalled(spec, host, port, out))
+        asyncio.run(_serve_until_signalled(spec, host, port, out, prerendered=prerendered))
 
 
-async def _serve_until_signalled(spec: SiteSpec, host: str, port: int, out: TextIO) -> None:
-    runner = _make_runner(build_app(spec))
+async def _serve_until_signalled(
+    spec: SiteSpec, host: str, port: int, out: TextIO, *, prerendered: bool
+) -> None:
+    app = build_app(spec)
+    runner = _make_runner(app)
     try:
         url = await _start(runner, host, port)
+        if prerendered:
+            prerender(app, url)
         print(f"URL {url}", file=out, flush=True)
         await _signalled()
     finally:

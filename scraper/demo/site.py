@@ -61,6 +61,7 @@ _STOCK_PARAGRAPHS = 1024  # distinct blocks a site's pages are padded with
 _INLINE_TAGS = ("strong", "em", "code", "span")
 _INLINE_EVERY = 5  # one word in this many is wrapped in an inline element
 _PAGE_CACHE_SIZE = 256  # rendered pages kept; enough for a test that reads, then fetches
+PRERENDER_BUDGET = 256 * 1024 * 1024  # bytes of pages `prerender` renders up front, at most
 _VOCABULARY = (
     "crawler frontier fetch parse queue thread process socket header body link anchor page "
     "title robots delay retry backoff canonical fragment query host port scheme archive "
@@ -144,6 +145,8 @@ class HitCounter:
 
 SPEC = web.AppKey("spec", SiteSpec)
 HITS = web.AppKey("hits", HitCounter)
+# Pages rendered before serving, by (path, root URL): see `prerender`.
+PRERENDERED = web.AppKey("prerendered", dict[tuple[str, str], bytes])
 
 
 # The model: which paths exist and what they serve.
@@ -198,8 +201,24 @@ def _page_path(index: int) -> str:
     return f"/page/{index}" if index else "/"
 
 
-@functools.lru_cache(maxsize=_PAGE_CACHE_SIZE)
-def _page_body(spec: SiteSpec, index: int, root_url: str) -> bytes:
+def prerender(app: web.Application, root_url: str, budget: int = PRERENDER_BUDGET) -> int:
+    """Render the site's pages for clients addressing it as `root_url` now, up to `budget`
+    bytes of them, and serve those from memory; return how many.
+
+    For `scrape bench`: rendering a page costs the server CPU (≈ 0.9 ms for 128 KB, 0.1 ms
+    for 4 KB), which it would take from the crawler it is measuring on the same cores.
+    """
+    spec, rendered, size = app[SPEC], app[PRERENDERED], 0
+    for index in range(spec.pages):
+        body = _render_page(spec, index, root_url)
+        size += len(body)
+        if size > budget:
+            break
+        rendered[_page_path(index), root_url] = body
+    return len(rendered)
+
+
+def _render_page(spec: SiteSpec, index: int, root_url: str) -> bytes:
     # A string seed is hashed with SHA-512, so it is stable across runs and processes.
     rng = random.Random(f"{spec.seed}/page/{index}")
     links = "\n".join(
@@ -214,6 +233,9 @@ def _page_body(spec: SiteSpec, index: int, root_url: str) -> bytes:
     )
     padding = _paragraphs(rng, spec.seed, spec.page_kb * 1024 - len(render(paragraphs="")))
     return render(paragraphs=padding).encode()
+
+
+_page_body = functools.lru_cache(maxsize=_PAGE_CACHE_SIZE)(_render_page)
 
 
 def _page_links(
@@ -317,6 +339,7 @@ def build_app(spec: SiteSpec) -> web.Application:
     app = web.Application(middlewares=[_count_hits])
     app[SPEC] = spec
     app[HITS] = HitCounter()
+    app[PRERENDERED] = {}
     for path in ("/", ROBOTS_PATH, PRIVATE_PATH, "/page/{index}", "/files/{name}"):
         app.router.add_get(path, _serve_resource)
     hostile.add_routes(app)
@@ -333,7 +356,11 @@ async def _count_hits(request: web.Request, handler: Handler) -> web.StreamRespo
 async def _serve_resource(request: web.Request) -> web.Response:
     spec = request.app[SPEC]
     await asyncio.sleep(spec.latency_ms / 1000)
-    resource = _resource(spec, request.path, f"{request.scheme}://{request.host}/")
+    root_url = f"{request.scheme}://{request.host}/"
+    page = request.app[PRERENDERED].get((request.path, root_url))
+    resource = (
+        _Resource(page, _HTML) if page is not None else _resource(spec, request.path, root_url)
+    )
     if resource is None:
         raise web.HTTPNotFound()
     return web.Response(body=resource.body, headers={"Content-Type": resource.content_type})

@@ -1,6 +1,6 @@
 """The process strategy: a few fetch processes, one per CPU, each fetching with threads.
 
-    submit() ──► the least busy process's request pipe ──► ThreadFetcher.submit(request)
+    submit() ──► the freest process's request pipe ──► ThreadFetcher.submit(request)
     Future ◄──── its answer pipe, read by one thread per process: a Response or a FetchError
 
 What processes add over the threads strategy is that requests' own CPU (≈ 0.6 ms a page)
@@ -12,10 +12,12 @@ latency, 32 at a time): 32 processes reached 57-61% of the latency's ceiling at 
 a page; 2 processes of 16 threads, 83-84% at 3 ms; 32 threads in one process, 85%.
 
 Requests and Responses are plain values and every FetchError pickles, so an answer or an
-error reaches the caller unchanged. A process that dies (killed, out of memory) fails the
-attempts it held with a `connect` FetchError, which the fetch policy retries, and the next
-submit starts a new one. close() cancels what has not been answered and ends the processes
-without waiting: a fetch stalled on a slow server would otherwise hold it for `timeout`.
+error reaches the caller unchanged. A process that dies (killed, out of memory) or whose
+answers cannot be read fails the attempts it held with a `connect` FetchError, which the
+fetch policy retries, and the next submit starts a new one. close() fails every attempt
+not yet answered, in flight or not, and ends the processes without waiting for their
+fetches: one stalled on a slow server would otherwise hold it for `timeout`. A future its
+caller cancels is still fetched (the pipeline never cancels one).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import math
 import os
 import threading
 from concurrent.futures import Future
+from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING
 
+from scraper.config import usable_cpus
 from scraper.errors import ErrorKind, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.records import Request
@@ -45,29 +48,36 @@ _Answer = tuple[int, _Outcome]
 
 class ProcessFetcher:
     def __init__(self, limits: Limits, *, workers: int) -> None:
-        processes = min(workers, os.cpu_count() or 1)  # one per CPU: they wait, mostly
+        processes = min(workers, usable_cpus())  # one per CPU: they wait, mostly
+        share, extra = divmod(workers, processes)
         self._limits = limits
-        self._threads_each = math.ceil(workers / processes)
-        self._lock = threading.Lock()  # guards the processes, their pending maps and `closed`
+        self._lock = threading.Lock()  # guards `_processes`, their `pending` and `lost`
         self._closed = False
         self._job_ids = itertools.count()
-        self._processes = [self._start_process() for _ in range(processes)]
+        self._processes: list[_FetchProcess] = []
+        try:
+            for index in range(processes):
+                self._processes.append(self._start_process(share + (index < extra)))
+        except BaseException:  # a process or thread that cannot start, or Ctrl-C
+            self.close()
+            raise
 
     def submit(self, request: Request) -> Future[Response]:
         future: Future[Response] = Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("submit() after close()")
-            process = self._least_busy()
+            self._replace_lost()
+            process = max(self._processes, key=_FetchProcess.free)
             job_id = next(self._job_ids)
             process.pending[job_id] = future
-            # If the process has just died, the send fails, and its answer reader, which
-            # takes this lock next, fails every attempt it held, this one included.
-            process.send((job_id, request))
+        # Sent outside the lock, so that a full pipe holds up no answer. If the process
+        # dies meanwhile, its reader fails the attempt with the others it held.
+        process.send((job_id, request))
         return future
 
     def close(self) -> None:
-        """Cancel every unanswered attempt and end the processes without waiting; idempotent."""
+        """Cancel every unanswered attempt and end the processes; idempotent."""
         with self._lock:
             if self._closed:
                 return
@@ -81,17 +91,15 @@ class ProcessFetcher:
         for process in processes:
             process.stop()
 
-    def _least_busy(self) -> _FetchProcess:
-        """The process holding the fewest attempts; one that was lost is replaced first."""
+    def _replace_lost(self) -> None:
+        """Start a new process for each that was lost (called with the lock held: rare,
+        and a few milliseconds each)."""
         for index, process in enumerate(self._processes):
             if process.lost:
-                self._processes[index] = self._start_process()
-        return min(self._processes, key=lambda process: len(process.pending))
+                self._processes[index] = self._start_process(process.threads)
 
-    def _start_process(self) -> _FetchProcess:
-        return _FetchProcess(
-            self._limits, self._threads_each, on_answer=self._answered, on_lost=self._lost
-        )
+    def _start_process(self, threads: int) -> _FetchProcess:
+        return _FetchProcess(self._limits, threads, on_answer=self._answered, on_lost=self._lost)
 
     def _answered(self, process: _FetchProcess, answer: _Answer) -> None:
         job_id, outcome = answer
@@ -105,16 +113,16 @@ class ProcessFetcher:
         with self._lock:
             process.lost = True
             unanswered = process.take_pending()
-        if unanswered:
-            error = TransportError(
-                f"the fetch process was lost ({process.end()})", ErrorKind.CONNECT
-            )
-            for future in unanswered:
-                _settle(future, error)
+        message = f"the fetch process was lost (exit code {process.exit_code})"
+        for future in unanswered:
+            _settle(future, TransportError(message, ErrorKind.CONNECT))
 
 
 class _FetchProcess:
-    """One fetch process, the attempts it holds, and the thread that reads its answers."""
+    """One fetch process, the attempts it holds, and the thread that reads its answers.
+
+    `pending` and `lost` belong to the ProcessFetcher, and change only under its lock.
+    """
 
     def __init__(
         self,
@@ -124,11 +132,13 @@ class _FetchProcess:
         on_answer: Callable[[_FetchProcess, _Answer], None],
         on_lost: Callable[[_FetchProcess], None],
     ) -> None:
+        self.threads = threads
+        self.pending: dict[int, Future[Response]] = {}
+        self.lost = False
         context = process_context(preload_for("processes"))
         requests_in, self._requests = context.Pipe(duplex=False)
         self._answers, answers_out = context.Pipe(duplex=False)
-        self.pending: dict[int, Future[Response]] = {}
-        self.lost = False
+        self._sending = threading.Lock()
         self._process: BaseProcess = context.Process(  # type: ignore[attr-defined]
             target=_serve,
             args=(requests_in, answers_out, os.getpid(), limits, threads),
@@ -141,10 +151,24 @@ class _FetchProcess:
         self._reader = threading.Thread(
             target=self._read_answers, args=(on_answer, on_lost), name="fetch-answers", daemon=True
         )
-        self._reader.start()
+        try:
+            self._reader.start()
+        except BaseException:
+            self._process.terminate()
+            self._process.join()
+            self._close_pipes()
+            raise
+
+    def free(self) -> int:
+        """Threads not busy with an attempt (negative: attempts are queued in the process)."""
+        return self.threads - len(self.pending)
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._process.exitcode
 
     def send(self, job: tuple[int, Request]) -> None:
-        with contextlib.suppress(OSError):  # it died: its reader fails the attempt with the rest
+        with self._sending, contextlib.suppress(OSError):  # it died, or was closed: see submit
             self._requests.send(job)
 
     def take_pending(self) -> list[Future[Response]]:
@@ -153,31 +177,37 @@ class _FetchProcess:
 
     def stop(self) -> None:
         self._process.terminate()
-        self._reader.join()  # it ends at the end of file the terminated process leaves
-        self._process.join()
-
-    def end(self) -> str:
-        """How the process ended, for the error of the attempts it took with it."""
-        self._process.join()
-        return f"exit code {self._process.exitcode}"
+        self._reader.join()  # quick: the process is gone, its pipe at end of file
 
     def _read_answers(
         self,
         on_answer: Callable[[_FetchProcess, _Answer], None],
         on_lost: Callable[[_FetchProcess], None],
     ) -> None:
-        """Pass each answer on until the process is gone, then say so. Once `on_lost` has
-        marked it lost, no submit sends to it again, so both pipes can be closed here."""
+        """Pass each answer on until the process is gone, then say so.
+
+        An answer that cannot be read (a read error, no memory for a large body) leaves
+        the rest of the pipe unreadable too: the process is ended, and its attempts fail
+        rather than wait for answers nobody reads. The process is joined here, as soon as
+        it is gone, so that its exit code is known and no later terminate() can signal a
+        reused pid. Once `on_lost` has marked it lost, no submit sends to it again, and
+        the pipes are closed.
+        """
         while True:
             try:
                 answer: _Answer = self._answers.recv()
-            # EOFError: it is gone. A read error leaves its answers unreadable: it is ended
-            # below, so that its attempts fail rather than wait for answers nobody reads.
-            except (EOFError, OSError):
+            except EOFError:  # it is gone
+                break
+            except Exception:  # see above
+                self._process.terminate()
                 break
             on_answer(self, answer)
-        self._process.terminate()
+        self._process.join()
         on_lost(self)
+        with self._sending:
+            self._close_pipes()
+
+    def _close_pipes(self) -> None:
         self._answers.close()
         self._requests.close()
 
@@ -186,7 +216,8 @@ def _serve(
     requests_in: Connection, answers_out: Connection, crawl: int, limits: Limits, threads: int
 ) -> None:
     """A fetch process: fetch each request that arrives with the threads strategy and send
-    its outcome back, until the crawl closes its end of the pipe.
+    its outcome back. It runs until the crawl (`crawl`, the main process) ends it, or, if
+    the crawl dies first, until its pipe ends or `start_child` notices.
 
     The fetch modules are imported here, in the process (its fork server has them loaded
     already): the main process of a `processes` crawl never sends a request itself, and
@@ -201,7 +232,7 @@ def _serve(
         while True:
             job_id, request = requests_in.recv()
             fetcher.submit(request).add_done_callback(functools.partial(answer, job_id))
-    except EOFError:
+    except EOFError:  # the crawl is gone
         pass
     finally:
         fetcher.close()
@@ -210,11 +241,21 @@ def _serve(
 def _send_answer(
     answers_out: Connection, sending: threading.Lock, job_id: int, future: Future[Response]
 ) -> None:
+    """Send a finished attempt's outcome back. Pickled before taking the pipe, so that a
+    large body does not hold up the other threads' answers while it is pickled, and so
+    that one that cannot be pickled (no memory for it) is answered with an error instead.
+    """
+    if future.cancelled():  # by fetcher.close(), once the crawl is gone
+        return
     error = future.exception()
-    outcome: _Outcome = future.result() if error is None else error
+    try:
+        data = ForkingPickler.dumps((job_id, future.result() if error is None else error))
+    except Exception as failure:  # whatever it is, the attempt must end
+        reason = f"the answer could not be sent back: {type(failure).__name__}: {failure}"
+        data = ForkingPickler.dumps((job_id, TransportError(reason, ErrorKind.CONNECT)))
     # OSError: the crawl is closing, or gone, and nobody waits for this answer
     with sending, contextlib.suppress(OSError):
-        answers_out.send((job_id, outcome))
+        answers_out.send_bytes(data)
 
 
 def _settle(future: Future[Response], outcome: _Outcome) -> None:
