@@ -349,6 +349,30 @@ def test_no_more_than_workers_fetch_at_once(
         fetcher.close()
 
 
+def test_a_fetch_process_that_cannot_be_replaced_fails_the_attempt_not_the_crawl(
+    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetcher = ProcessFetcher(LIMITS, workers=1)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(multiprocessing.connection, "_ForkingPickler", _NoMemoryToUnpickle)
+            fetcher.submit(Request(fresh_site.url)).exception(timeout=PATIENCE)  # lost
+        with monkeypatch.context() as patch:
+            patch.setattr(processes, "_FetchProcess", _CannotStart)
+            error = fetcher.submit(Request(fresh_site.url)).exception(timeout=PATIENCE)
+        assert isinstance(error, FetchError)
+        assert error.kind is ErrorKind.CONNECT
+        assert "cannot start a fetch process" in error.message
+        assert fetcher.submit(Request(fresh_site.url)).result(timeout=PATIENCE).status == 200
+    finally:
+        fetcher.close()
+
+
+class _CannotStart:
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+
 def test_an_answer_that_cannot_be_read_fails_its_attempt_and_its_process_is_replaced(
     fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -67,7 +67,12 @@ class ProcessFetcher:
         with self._lock:
             if self._closed:
                 raise RuntimeError("submit() after close()")
-            self._replace_lost()
+            try:
+                self._replace_lost()
+            except OSError as error:  # no process can start now (EAGAIN, EMFILE): a
+                reason = f"cannot start a fetch process: {error}"  # failed attempt, retried
+                future.set_exception(TransportError(reason, ErrorKind.CONNECT))
+                return future
             process = max(self._processes, key=_FetchProcess.free)
             job_id = next(self._job_ids)
             process.pending[job_id] = future
