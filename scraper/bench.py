@@ -65,7 +65,7 @@ DEFAULT_OUTPUT = Path("output/bench")
 TABLE_WIDTH = 120  # columns when stdout is a file or a pipe: the table fits unwrapped
 DEFAULT_TIMEOUT = 300.0  # seconds one crawl may take before its tree is killed
 DEFAULT_REPEAT = 3
-SERVER_START_TIMEOUT = 30.0
+SERVER_START_TIMEOUT = 90.0  # seconds; the site renders up to 256 MB of pages first (≈ 20 s)
 ORPHAN_GRACE = 5.0  # seconds the crawl's leftover processes get to exit before SIGKILL
 ONE_AT_A_TIME = frozenset({"sequential"})  # strategies that ignore --workers
 _PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
@@ -710,7 +710,7 @@ def machine_info(load_before: tuple[float, float, float]) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {
-        "cpus": os.cpu_count(),
+        "cpus": defaults.usable_cpus(),
         "parsers": defaults.default_parsers(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -883,7 +883,7 @@ def main(argv: Sequence[str]) -> int:
         frontier=options.frontier,
     )
     load = os.getloadavg()
-    if load[0] > (os.cpu_count() or 1):
+    if load[0] > defaults.usable_cpus():
         log.print(f"note: the machine is busy (load {load[0]:.1f}): figures will be noisy")
     try:
         options.output.mkdir(parents=True, exist_ok=True)  # before the bench, not after

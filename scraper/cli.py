@@ -199,7 +199,8 @@ def _crawl_parser() -> argparse.ArgumentParser:
         "--parsers",
         type=int,
         default=defaults.default_parsers(),
-        help="parse processes (default: the number of CPUs this process may use)",
+        help="parse workers: processes, or threads with --parse threads (default: the "
+        "number of CPUs this process may use)",
     )
     parser.add_argument(
         "--fetch",
@@ -230,7 +231,8 @@ def _crawl_parser() -> argparse.ArgumentParser:
         "--retries",
         type=int,
         default=defaults.DEFAULT_RETRIES,
-        help="retries of transient failures: connection errors, timeouts, 429, "
+        help="retries of transient failures: connection errors, timeouts, answers that "
+        "are not valid HTTP, 429, "
         f"500, 502, 503, 504 (default: {defaults.DEFAULT_RETRIES})",
     )
     parser.add_argument(

@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import multiprocessing
 import multiprocessing.connection
+import os
 import queue
 import threading
 import time
@@ -366,6 +367,32 @@ def test_a_fetch_process_that_cannot_be_replaced_fails_the_attempt_not_the_crawl
         assert fetcher.submit(Request(fresh_site.url)).result(timeout=PATIENCE).status == 200
     finally:
         fetcher.close()
+
+
+def test_a_fetch_process_that_cannot_start_leaves_no_pipe_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(processes, "process_context", lambda preload: _NoProcesses)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(BlockingIOError) as raised:
+        ProcessFetcher(LIMITS, workers=1)
+    # Checked while the error, and through its traceback the half-made fetcher, is alive:
+    # a caller that keeps it must not keep the pipes with it.
+    assert raised.value.errno == 11
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+class _NoProcesses:
+    """A multiprocessing context whose processes cannot start (fork fails: EAGAIN)."""
+
+    Pipe = staticmethod(multiprocessing.Pipe)
+
+    class Process:
+        def __init__(self, **kwargs: object) -> None:
+            pass
+
+        def start(self) -> None:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
 
 
 class _CannotStart:

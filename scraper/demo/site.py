@@ -18,7 +18,9 @@ the client used. The root also links to every file, to /private/secret, to an of
 to a mailto: address. Pages are padded with seeded text to about `page_kb` KiB.
 
 Pages are rendered on request and a bounded cache keeps the recent ones: a 100,000-page site
-starts at once and holds only what was recently served. Every page, file, robots.txt and the
+starts at once and holds only what was recently served. `prerender` (`demo-site
+--prerender`, which `scrape bench` uses) renders up to 256 MB of them first instead, and
+serves those from memory. Every page, file, robots.txt and the
 private page answer after `spec.latency_ms`. The app counts requests per path and query
 (`HITS`) so a test can check from the server's side what a crawl fetched.
 

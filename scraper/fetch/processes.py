@@ -8,13 +8,14 @@ runs beside the main process and out of its GIL. One process per concurrent fetc
 strategy first was (a ProcessPoolExecutor of `workers` processes), made every fetch a
 process wake-up and two pickled hand-offs through the pool's queues and threads, and cost
 20-30 MB a process. Measured with bare crawlers on this project's 2-core machine (100 ms
-latency, 32 at a time): 32 processes reached 57-61% of the latency's ceiling at 7 ms of CPU
-a page; 2 processes of 16 threads, 83-84% at 3 ms; 32 threads in one process, 85%.
+latency, 32 at a time): 32 processes reached 57-64% of the latency's ceiling at 7 ms of CPU
+a page; 2 processes of 16 threads, 83-84% at 3 ms; 32 threads in one process, 82-87%.
 
 Requests and Responses are plain values and every FetchError pickles, so an answer or an
 error reaches the caller unchanged. A process that dies (killed, out of memory) or whose
 answers cannot be read fails the attempts it held with a `connect` FetchError, which the
-fetch policy retries, and the next submit starts a new one. close() fails every attempt
+fetch policy retries, and the next submit starts a new one (if none can start, that
+attempt fails the same way). close() fails every attempt
 not yet answered, in flight or not, and ends the processes without waiting for their
 fetches: one stalled on a slow server would otherwise hold it for `timeout`. A future its
 caller cancels is still fetched (the pipeline never cancels one).
@@ -150,9 +151,14 @@ class _FetchProcess:
             name="fetch",
             daemon=True,
         )
-        self._process.start()
-        requests_in.close()  # the process's ends: closed here, its end of a pipe is the
-        answers_out.close()  # last, and the reader sees the end of file when it dies
+        try:
+            self._process.start()
+        except BaseException:  # no process could start: nothing of it is left open
+            self._close_pipes()
+            raise
+        finally:
+            requests_in.close()  # the process's ends: closed here, its end of a pipe is
+            answers_out.close()  # the last, and the reader sees the end of file when it dies
         self._reader = threading.Thread(
             target=self._read_answers, args=(on_answer, on_lost), name="fetch-answers", daemon=True
         )
