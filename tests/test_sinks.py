@@ -8,11 +8,11 @@ import math
 import os
 import pickle
 import re
+import stat
 import threading
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -319,6 +319,14 @@ def test_a_save_waits_its_turn_while_another_process_saves(tmp_path: Path) -> No
     assert target.read_bytes() == b"body"
 
 
+def test_saved_files_get_the_mode_open_gives_new_files(tmp_path: Path) -> None:
+    """Read and write for whom the umask allows, never executable."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    saved = FileStore(tmp_path / "files").save("http://h/a.html", b"<p>a</p>")
+    assert stat.S_IMODE((tmp_path / saved).stat().st_mode) == 0o666 & ~umask
+
+
 def test_a_body_is_written_outside_the_turns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -326,28 +334,14 @@ def test_a_body_is_written_outside_the_turns(
     collector must not hold up the parse processes' saves."""
     root = tmp_path / "files"
     lock_free_during_write: list[bool] = []
-    real_open = Path.open
+    real_write_all = sinks._write_all
 
-    class WriteSpy:
-        def __init__(self, file: Any) -> None:
-            self._file = file
-
-        def write(self, data: bytes) -> int:
-            lock_free_during_write.append(lock_is_free(root))
-            return int(self._file.write(data))
-
-        def __enter__(self) -> WriteSpy:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self._file.close()
-
-    def spying_open(path: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        file = real_open(path, mode, *args, **kwargs)
-        return WriteSpy(file) if "x" in mode else file
+    def spying_write_all(descriptor: int, data: bytes) -> None:
+        lock_free_during_write.append(lock_is_free(root))
+        real_write_all(descriptor, data)
 
     store = FileStore(root)
-    monkeypatch.setattr(Path, "open", spying_open)
+    monkeypatch.setattr(sinks, "_write_all", spying_write_all)
     saved = store.save("http://h/big.bin", b"x" * 1024)
     assert lock_free_during_write == [True]
     assert (tmp_path / saved).read_bytes() == b"x" * 1024
