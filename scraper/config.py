@@ -40,7 +40,8 @@ USER_AGENT = f"scraper/{__version__} (+https://pypi.org/project/scraper/)"
 
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity), not all the machine has: in a
-    container limited to 2 of a host's 64, sizing pools for 64 would be wrong."""
+    container given 2 of a host's 64 CPUs (a cpuset), sizing pools for 64 would be wrong.
+    (A CPU quota, such as `docker --cpus`, leaves the affinity, and this count, alone.)"""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity off Linux

@@ -358,24 +358,31 @@ def _write_atomic(
     """
     target = directory / name
     temporary = directory / f"{_TEMP_PREFIX}{secrets.token_hex(8)}{_TEMP_SUFFIX}"
-    with turn():
-        with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISREG(target.lstat().st_mode):
-                raise IsADirectoryError(errno.EISDIR, "not a regular file", str(target))
-        # os.open and os.write rather than a file object: a save is one of the parse
-        # stage's costs per page, and a file object adds an ioctl, a seek and a buffer
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        descriptor = os.open(temporary, flags, 0o666)  # as open(..., "xb")
+    descriptor, created = -1, False
     try:
-        try:
-            _write_all(descriptor, data)
-        finally:
-            os.close(descriptor)
+        with turn():
+            with contextlib.suppress(FileNotFoundError):
+                if not stat.S_ISREG(target.lstat().st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "not a regular file", str(target))
+            # os.open and os.write rather than a file object: a save is one of the parse
+            # stage's costs per page, and a file object adds an ioctl, a seek and a buffer
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            descriptor = os.open(temporary, flags, 0o666)  # as open(..., "xb")
+            created = True
+        _write_all(descriptor, data)
+        # Closed once only: a close that fails still frees the number, which another
+        # thread may reuse at once. Its error (a delayed write failing) is the save's.
+        closing, descriptor = descriptor, -1
+        os.close(closing)
         with turn():
             os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
+    except BaseException:  # Ctrl-C included: no descriptor and no temporary is left behind
+        if descriptor >= 0:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+        if created:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
         raise
 
 

@@ -278,7 +278,7 @@ def test_a_small_bench_end_to_end(tmp_path, capsys):
         "workers": 16,
         "frontier": "sqlite",
     }
-    assert results["machine"]["cpus"] == os.cpu_count()
+    assert results["machine"]["cpus"] == config.usable_cpus()
     assert {"scraper", "requests", "aiohttp", "lxml"} <= set(results["machine"]["versions"])
     rows = results["rows"]
     assert [(row["fetch"], row["parse"]) for row in rows] == [

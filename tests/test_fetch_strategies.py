@@ -382,6 +382,25 @@ def test_a_fetch_process_that_cannot_start_leaves_no_pipe_open(
     assert len(os.listdir("/proc/self/fd")) == before
 
 
+def test_while_a_lost_process_cannot_be_replaced_the_others_take_the_attempts(
+    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = set(multiprocessing.active_children())
+    monkeypatch.setattr(processes, "usable_cpus", lambda: 2)
+    fetcher = ProcessFetcher(LIMITS, workers=2)
+    try:
+        victim, _ = set(multiprocessing.active_children()) - before
+        victim.kill()
+        # Until its reader has seen it gone, a request may still be sent to it (and fail).
+        wait_until(lambda: any(process.lost for process in fetcher._processes))
+        with monkeypatch.context() as patch:
+            patch.setattr(processes, "_FetchProcess", _CannotStart)
+            answers = [fetcher.submit(Request(fresh_site.url)) for _ in range(4)]
+            assert [answer.result(timeout=PATIENCE).status for answer in answers] == [200] * 4
+    finally:
+        fetcher.close()
+
+
 class _NoProcesses:
     """A multiprocessing context whose processes cannot start (fork fails: EAGAIN)."""
 

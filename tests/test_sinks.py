@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -11,6 +12,7 @@ import re
 import stat
 import threading
 import unicodedata
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
@@ -317,6 +319,25 @@ def test_a_save_waits_its_turn_while_another_process_saves(tmp_path: Path) -> No
         os.close(holder)
     saving.join(timeout=10)
     assert target.read_bytes() == b"body"
+
+
+def test_an_interrupted_save_leaves_no_temporary_and_no_descriptor(tmp_path: Path) -> None:
+    turns: list[str] = []
+
+    @contextlib.contextmanager
+    def interrupted_as_the_first_turn_ends() -> Iterator[None]:
+        turns.append("turn")
+        yield
+        if len(turns) == 1:  # the temporary file has just been created
+            raise KeyboardInterrupt
+
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(KeyboardInterrupt):
+        sinks._write_atomic(
+            tmp_path, "a.html", b"<p>a</p>", turn=interrupted_as_the_first_turn_ends
+        )
+    assert list(tmp_path.iterdir()) == []
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 def test_saved_files_get_the_mode_open_gives_new_files(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ a page; 2 processes of 16 threads, 83-84% at 3 ms; 32 threads in one process, 82
 Requests and Responses are plain values and every FetchError pickles, so an answer or an
 error reaches the caller unchanged. A process that dies (killed, out of memory) or whose
 answers cannot be read fails the attempts it held with a `connect` FetchError, which the
-fetch policy retries, and the next submit starts a new one (if none can start, that
-attempt fails the same way). close() fails every attempt
+fetch policy retries, and the next submit starts a new one (if none can start, the
+attempts go to the others; with none left, each fails the same way). close() fails every attempt
 not yet answered, in flight or not, and ends the processes without waiting for their
 fetches: one stalled on a slow server would otherwise hold it for `timeout`. A future its
 caller cancels is still fetched (the pipeline never cancels one).
@@ -68,13 +68,13 @@ class ProcessFetcher:
         with self._lock:
             if self._closed:
                 raise RuntimeError("submit() after close()")
-            try:
-                self._replace_lost()
-            except OSError as error:  # no process can start now (EAGAIN, EMFILE): a
-                reason = f"cannot start a fetch process: {error}"  # failed attempt, retried
+            failure = self._replace_lost()
+            alive = [process for process in self._processes if not process.lost]
+            if not alive:  # a failed attempt, which the fetch policy retries
+                reason = f"cannot start a fetch process: {failure}"
                 future.set_exception(TransportError(reason, ErrorKind.CONNECT))
                 return future
-            process = max(self._processes, key=_FetchProcess.free)
+            process = max(alive, key=lambda candidate: candidate.free())
             job_id = next(self._job_ids)
             process.pending[job_id] = future
         # Sent outside the lock, so that a full pipe holds up no answer. If the process
@@ -94,15 +94,23 @@ class ProcessFetcher:
             future.cancel()
             # wait() counts a cancelled future as done only once it is notified
             future.set_running_or_notify_cancel()
+        for process in processes:  # all of them first: a Ctrl-C while waiting leaves none
+            process.terminate()
         for process in processes:
-            process.stop()
+            process.wait()
 
-    def _replace_lost(self) -> None:
+    def _replace_lost(self) -> BaseException | None:
         """Start a new process for each that was lost (called with the lock held: rare,
-        and a few milliseconds each)."""
+        and a few milliseconds each). One that cannot start (EAGAIN, EMFILE, no thread)
+        stays lost, to be tried again at the next submit; returns why."""
+        failure = None
         for index, process in enumerate(self._processes):
             if process.lost:
-                self._processes[index] = self._start_process(process.threads)
+                try:
+                    self._processes[index] = self._start_process(process.threads)
+                except (OSError, RuntimeError) as error:
+                    failure = error
+        return failure
 
     def _start_process(self, threads: int) -> _FetchProcess:
         return _FetchProcess(self._limits, threads, on_answer=self._answered, on_lost=self._lost)
@@ -186,9 +194,12 @@ class _FetchProcess:
         pending, self.pending = self.pending, {}
         return list(pending.values())
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         self._process.terminate()
-        self._reader.join()  # quick: the process is gone, its pipe at end of file
+
+    def wait(self) -> None:
+        """Wait until the process has ended and its reader has failed what it held."""
+        self._reader.join()  # quick once it is terminated: its pipe is at end of file
 
     def _read_answers(
         self,
