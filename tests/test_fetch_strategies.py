@@ -355,14 +355,10 @@ def test_a_fetch_process_that_cannot_be_replaced_fails_the_attempt_not_the_crawl
 ) -> None:
     fetcher = ProcessFetcher(LIMITS, workers=1)
     try:
-        with monkeypatch.context() as patch:
-            patch.setattr(multiprocessing.connection, "_ForkingPickler", _NoMemoryToUnpickle)
-            fetcher.submit(Request(fresh_site.url)).exception(timeout=PATIENCE)  # lost
+        _fail_with_an_unreadable_answer(fetcher, fresh_site.url, monkeypatch)  # lost
         with monkeypatch.context() as patch:
             patch.setattr(processes, "_FetchProcess", _CannotStart)
-            error = fetcher.submit(Request(fresh_site.url)).exception(timeout=PATIENCE)
-        assert isinstance(error, FetchError)
-        assert error.kind is ErrorKind.CONNECT
+            error = connect_error(fetcher.submit(Request(fresh_site.url)))
         assert "cannot start a fetch process" in error.message
         assert fetcher.submit(Request(fresh_site.url)).result(timeout=PATIENCE).status == 200
     finally:
@@ -424,15 +420,27 @@ def test_an_answer_that_cannot_be_read_fails_its_attempt_and_its_process_is_repl
 ) -> None:
     fetcher = ProcessFetcher(LIMITS, workers=1)
     try:
-        with monkeypatch.context() as patch:  # in this process only: the answer's reader
-            patch.setattr(multiprocessing.connection, "_ForkingPickler", _NoMemoryToUnpickle)
-            error = fetcher.submit(Request(fresh_site.url)).exception(timeout=PATIENCE)
-        assert isinstance(error, FetchError)
-        assert error.kind is ErrorKind.CONNECT
+        error = _fail_with_an_unreadable_answer(fetcher, fresh_site.url, monkeypatch)
         assert "lost" in error.message
         assert fetcher.submit(Request(fresh_site.url)).result(timeout=PATIENCE).status == 200
     finally:
         fetcher.close()
+
+
+def _fail_with_an_unreadable_answer(
+    fetcher: Fetcher, url: str, monkeypatch: pytest.MonkeyPatch
+) -> FetchError:
+    """Fetch `url` while no answer can be read in this process (the answers' reader)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(multiprocessing.connection, "_ForkingPickler", _NoMemoryToUnpickle)
+        return connect_error(fetcher.submit(Request(url)))
+
+
+def connect_error(future: Future[Response]) -> FetchError:
+    error = future.exception(timeout=PATIENCE)
+    assert isinstance(error, FetchError)
+    assert error.kind is ErrorKind.CONNECT
+    return error
 
 
 class _NoMemoryToUnpickle(ForkingPickler):
