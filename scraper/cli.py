@@ -320,6 +320,7 @@ def _open_list(name: str) -> Iterator[TextIO]:
 def demo_site(argv: Sequence[str]) -> int:
     """`scrape demo-site`: serve the built-in deterministic site until interrupted."""
     from scraper.demo import SiteSpec, serve_forever  # noqa: PLC0415 (aiohttp.web only when asked)
+    from scraper.demo.site import PRERENDER_BUDGET  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="scrape demo-site",
@@ -334,8 +335,8 @@ def demo_site(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--prerender",
         action="store_true",
-        help="render the pages (up to 256 MB of them) before printing the URL, so that "
-        "serving one costs next to no CPU; what `scrape bench` uses",
+        help=f"render the pages (up to {PRERENDER_BUDGET >> 20} MB of them) before printing "
+        "the URL, so that serving one costs next to no CPU; what `scrape bench` uses",
     )
     options = parser.parse_args(argv)
     try:
