@@ -236,10 +236,10 @@ class _Run:
             )
             dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
             dispatcher.start()
-            # Imported and started after the first requests: a crawl begins with robots.txt
-            # and its seeds, a round trip or two, during which the parse stack loads
-            # (lxml, w3lib: ≈ 15-25 ms) and the parse processes start (≈ 75 ms: a fork
-            # server and its children). Before, they delayed every crawl's start.
+            # Started after the first request, in the background (see ParseStage): a crawl
+            # begins with robots.txt and its seeds, during which the parse processes start.
+            # Started before, their fork server and children took CPU from the crawl's own
+            # start and sent robots.txt 50-100 ms later.
             from scraper.parse_pool import ParseStage  # noqa: PLC0415
 
             parser = self.parse_stage = ParseStage(self.config)

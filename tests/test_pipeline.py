@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import gc
 import hashlib
 import json
@@ -788,6 +789,27 @@ def test_the_engine_loads_no_fetch_library_and_no_encoding_detector_on_import():
     assert loaded_by_import("scraper.fetch.processes", late) == []
 
 
+def test_the_main_process_of_a_crawl_parsing_in_processes_loads_no_parser(demo_site):
+    """Parsing is the parse processes' work: the crawl's own process needs neither lxml nor
+    w3lib (≈ 30 ms of CPU as the crawl starts, and 5 MB), but must still have parsed."""
+    probe = textwrap.dedent(
+        f"""
+        import sys
+        from scraper import crawl
+        pages = list(crawl([{demo_site.url_for("/")!r}], depth=1, parse="processes",
+                           **{FAST!r}))
+        print(sum(page.title is not None for page in pages),
+              *(name for name in ("lxml", "w3lib") if name in sys.modules))
+        """
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    titled, *loaded = answer.stdout.split()
+    assert int(titled) > 1  # the root was parsed, and pages it links to
+    assert loaded == []
+
+
 def test_the_parse_stack_and_the_terminal_ui_load_after_the_first_requests():
     """A crawl imports the parser (lxml, w3lib) and starts its processes while robots.txt
     and the seeds are on their way, and rich only to show something: imported before,
@@ -805,6 +827,46 @@ def test_the_parse_pool_starts_all_its_processes_when_it_opens():
         assert len(pool._processes) == 3  # type: ignore[attr-defined]
     finally:
         pool.shutdown()
+
+
+def test_the_crawl_fetches_while_its_parse_processes_start(fresh_site, monkeypatch):
+    """Starting the parse pool waits for a fork server and its children (60-150 ms here).
+    The crawl's thread goes on meanwhile, learning robots.txt and sending the seed: only
+    parsing waits for the pool. (It waited before any answer was collected.)"""
+    release = threading.Event()
+    opening = open_parse_pool
+
+    def held(config: Config) -> Any:
+        release.wait(timeout=30)
+        return opening(config)
+
+    monkeypatch.setattr("scraper.parse_pool.open_parse_pool", held)
+    pages: list[Page] = []
+    crawler = threading.Thread(
+        target=lambda: pages.extend(crawl([fresh_site.url_for("/")], depth=0, **FAST))
+    )
+    crawler.start()
+    try:
+        seed_fetched = wait_for(lambda: fresh_site.hits.get("/"), timeout=10)
+    finally:
+        release.set()
+        crawler.join(timeout=30)
+    assert seed_fetched
+    assert [(page.url, page.title) for page in pages] == [(fresh_site.url_for("/"), "Page 0")]
+
+
+def test_a_parse_pool_that_cannot_start_ends_the_crawl_with_its_error(
+    demo_site, monkeypatch, caplog
+):
+    """Raised once, where the first page needs the pool; stopping does not raise it again."""
+
+    def cannot_fork(config: Config) -> Any:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("scraper.parse_pool.open_parse_pool", cannot_fork)
+    with pytest.raises(BlockingIOError):
+        run_crawl([demo_site.url_for("/")], depth=1)
+    assert "while stopping" not in caplog.text
 
 
 def test_terminating_a_pool_waits_for_its_manager_thread():
