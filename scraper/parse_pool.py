@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from scraper.config import Config, Extractor
-from scraper.errors import OutputError, ParseError, ParseProcessDied
+from scraper.errors import OutputError, ParseError, ParseProcessDied, ScraperError
 from scraper.fetch.base import Response
 from scraper.records import ParsedPage
 from scraper.sinks import FileStore
@@ -109,16 +109,16 @@ class ParseStage:
         Starting a process pool means waiting for a fork server to boot and for each child
         to be forked (60-150 ms here). In the crawl's thread that wait came between the
         first answers and the next requests: on a fast server the root page went out
-        90-130 ms after robots.txt instead of 20. Opened beside the crawl, the pool starts
+        90-130 ms after robots.txt instead of 11-15. Opened beside the crawl, the pool starts
         while robots.txt and the first pages are fetched, and only the first batch waits
         for what is left of its start.
         """
         self._config = config
         self._executor: Executor | None = None
         self._opening: Future[Executor] = Future()
-        # Not a daemon: the pool's own threads inherit that, and must be joined at exit
-        # (see workers.terminate_pool).
-        threading.Thread(target=self._open, name="parse-pool-start").start()
+        # Not a daemon, even when the crawl runs in one: the pool's own threads inherit
+        # that, and must be joined at exit (see workers.terminate_pool).
+        threading.Thread(target=self._open, name="parse-pool-start", daemon=False).start()
 
     def _open(self) -> None:
         try:
@@ -161,9 +161,13 @@ class ParseStage:
 
     def shutdown(self) -> None:
         """Wait for the batches being parsed; drop those not started. A pool that could not
-        start has nothing to stop: its error ended the crawl with the first batch."""
-        if self._opening.exception() is None:
+        start has nothing left to stop (`_started` ended what it had started); its error
+        ended the crawl with the first batch, or, when no page needed parsing, is logged."""
+        error = self._opening.exception()
+        if error is None:
             self._opened().shutdown(wait=True, cancel_futures=True)
+        elif self._executor is None:
+            _log.warning("%s", error)
 
 
 def open_parse_pool(config: Config) -> Executor:
@@ -196,9 +200,16 @@ def _start_parser(crawl: int) -> None:
 def _started(pool: ProcessPoolExecutor, processes: int) -> ProcessPoolExecutor:
     """Start the pool's processes now, while the crawl fetches its first pages and
     robots.txt, rather than when pages arrive and have to wait for them. The pool starts a
-    process for a call that finds none idle, so one call each starts them all."""
-    for _ in range(processes):
-        pool.submit(int)
+    process for a call that finds none idle, so one call each starts them all.
+
+    Raises ScraperError when the system refuses a process (fork's EAGAIN or ENOMEM): the
+    crawl ends with that message, and the processes already started are ended."""
+    try:
+        for _ in range(processes):
+            pool.submit(int)
+    except OSError as error:
+        terminate_pool(pool)
+        raise ScraperError(f"cannot start the parse processes: {error}") from error
     return pool
 
 

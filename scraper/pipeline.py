@@ -236,7 +236,7 @@ class _Run:
             )
             dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
             dispatcher.start()
-            # Started after the first request, in the background (see ParseStage): a crawl
+            # Started with the first request, in the background (see ParseStage): a crawl
             # begins with robots.txt and its seeds, during which the parse processes start.
             # Started before, their fork server and children took CPU from the crawl's own
             # start and sent robots.txt 50-100 ms later.

@@ -1,11 +1,14 @@
 """Shared fixtures: the built-in demo site on 127.0.0.1, bound to a port it picks itself;
-and a guard that keeps every test of this process on the machine."""
+a parse pool the system refuses to start; and a guard that keeps every test of this
+process on the machine."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
@@ -25,6 +28,23 @@ def fresh_site() -> Iterator[RunningSite]:
     """A demo site of its own, for tests that count the server's hits."""
     with running_site(SiteSpec(pages=30, fanout=3)) as site:
         yield site
+
+
+@pytest.fixture
+def second_parse_process_refused(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The system refuses the pool's second process, as fork does at a process limit.
+    Gives the processes that did start."""
+    started: list[Any] = []
+    spawn = ProcessPoolExecutor._spawn_process  # type: ignore[attr-defined]
+
+    def refuse_the_second(pool: ProcessPoolExecutor) -> None:
+        if started:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        spawn(pool)
+        started.extend(pool._processes.values())  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(ProcessPoolExecutor, "_spawn_process", refuse_the_second)
+    return started
 
 
 # -- no test leaves the machine ------------------------------------------------------------

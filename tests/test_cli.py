@@ -433,6 +433,14 @@ def test_demo_site_serves_until_interrupted(tmp_path, options):
         process.stderr.close()
 
 
+@pytest.mark.usefixtures("second_parse_process_refused")
+def test_parse_processes_the_system_refuses_end_the_run_with_status_2(fresh_site, tmp_path, capsys):
+    listing = tmp_path / "list.txt"
+    listing.write_text(fresh_site.url + "\n")
+    assert main([str(listing), "-o", str(tmp_path / "out"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("scrape: error: cannot start the parse processes")
+
+
 def test_an_in_process_run_gives_back_the_sigint_handler(fresh_site, tmp_path):
     """A program that calls main() keeps its own Ctrl-C handling afterwards."""
     listing = tmp_path / "list.txt"

@@ -516,10 +516,11 @@ def test_parse_page_never_raises_and_returns_canonical_http_links(body, content_
 
 
 def test_a_parse_process_loads_neither_the_engine_nor_bs4() -> None:
-    """Every parse process carries what it imports in its RSS (it imports
-    `scraper.parse_pool`): the HTTP clients, SQLite and bs4 (only for an extractor) stay out."""
+    """Every parse process carries what it imports in its RSS (`scraper.parse_pool`, and
+    `scraper.parse` as it starts): the HTTP clients, SQLite and bs4 (only for an extractor)
+    stay out."""
     heavy = ("aiohttp", "requests", "sqlite3", "bs4", "rich", "protego")
-    assert loaded_by_import("scraper.parse_pool", heavy) == []
+    assert loaded_by_import("scraper.parse_pool, scraper.parse", heavy) == []
 
 
 _HREF_PIECES = st.sampled_from(

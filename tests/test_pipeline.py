@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno
 import gc
 import hashlib
 import json
@@ -41,7 +40,7 @@ from scraper.demo import (
     page_paths,
     running_site,
 )
-from scraper.errors import ConfigError, OutputError
+from scraper.errors import ConfigError, OutputError, ScraperError
 from scraper.frontier import SQLiteFrontier
 from scraper.frontier.scheduled import ScheduledFrontier
 from scraper.parse_pool import ParseStage, open_parse_pool
@@ -856,17 +855,25 @@ def test_the_crawl_fetches_while_its_parse_processes_start(fresh_site, monkeypat
 
 
 def test_a_parse_pool_that_cannot_start_ends_the_crawl_with_its_error(
-    demo_site, monkeypatch, caplog
+    demo_site, second_parse_process_refused, caplog
 ):
-    """Raised once, where the first page needs the pool; stopping does not raise it again."""
-
-    def cannot_fork(config: Config) -> Any:
-        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
-
-    monkeypatch.setattr("scraper.parse_pool.open_parse_pool", cannot_fork)
-    with pytest.raises(BlockingIOError):
+    """Raised once, where the first page needs the pool, as a ScraperError that says what
+    failed; the process that did start is ended; stopping does not raise the error again."""
+    with pytest.raises(ScraperError, match=r"cannot start the parse processes: .*temporarily"):
         run_crawl([demo_site.url_for("/")], depth=1)
+    assert len(second_parse_process_refused) == 1
+    assert wait_for(lambda: not second_parse_process_refused[0].is_alive(), timeout=GRACE)
     assert "while stopping" not in caplog.text
+
+
+def test_a_crawl_that_parses_nothing_logs_a_parse_pool_that_could_not_start(
+    demo_site, second_parse_process_refused, caplog
+):
+    """Nothing needed the pool, so the crawl is whole; the failure is still told."""
+    [file_path, *_] = file_paths(demo_site.spec)
+    pages = run_crawl([demo_site.url_for(file_path)])
+    assert [page.ok for page in pages] == [True]
+    assert "cannot start the parse processes" in caplog.text
 
 
 def test_terminating_a_pool_waits_for_its_manager_thread():
