@@ -482,7 +482,10 @@ def test_a_refused_redirect_records_how_long_its_attempt_took(rude_server: str) 
 
 
 def crawl_signature(site: RunningSite, strategy: str) -> dict[str, tuple[Any, ...]]:
-    pages = crawl([site.url], depth=3, fetch=strategy, output=None, parse="inline", workers=4)
+    """The whole site: with a depth limit, which pages fall within it would depend on the
+    order answers arrive in (a page met first through a deeper page's link gets that depth,
+    and its children may fall beyond the limit), and that order is each strategy's own."""
+    pages = crawl([site.url], depth=1000, fetch=strategy, output=None, parse="inline", workers=4)
     return {page.url: (page.status, page.sha256, tuple(sorted(page.links))) for page in pages}
 
 
