@@ -441,6 +441,20 @@ def test_parse_processes_the_system_refuses_end_the_run_with_status_2(fresh_site
     assert capsys.readouterr().err.startswith("scrape: error: cannot start the parse processes")
 
 
+def test_fetch_processes_the_system_refuses_end_the_run_with_status_2(
+    fresh_site, tmp_path, capsys, monkeypatch
+):
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("scraper.fetch.processes._FetchProcess", refused)
+    listing = tmp_path / "list.txt"
+    listing.write_text(fresh_site.url + "\n")
+    argv = [str(listing), "-o", str(tmp_path / "out"), "--quiet", "--fetch", "processes"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("scrape: error: cannot start the fetch processes")
+
+
 def test_an_in_process_run_gives_back_the_sigint_handler(fresh_site, tmp_path):
     """A program that calls main() keeps its own Ctrl-C handling afterwards."""
     listing = tmp_path / "list.txt"

@@ -33,7 +33,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING
 
 from scraper.config import usable_cpus
-from scraper.errors import ErrorKind, TransportError
+from scraper.errors import ErrorKind, ScraperError, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.records import Request
 from scraper.workers import preload_for, process_context, start_child
@@ -59,7 +59,10 @@ class ProcessFetcher:
         try:
             for index in range(processes):
                 self._processes.append(self._start_process(share + (index < extra)))
-        except BaseException:  # a process or thread that cannot start, or Ctrl-C
+        except (OSError, RuntimeError) as error:  # fork or a thread refused: EAGAIN, ENOMEM
+            self.close()
+            raise ScraperError(f"cannot start the fetch processes: {error}") from error
+        except BaseException:  # Ctrl-C
             self.close()
             raise
 
