@@ -22,11 +22,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from scraper.config import Config, Extractor
-from scraper.errors import OutputError, ParseError, ParseProcessDied, ScraperError
+from scraper.errors import OutputError, ParseError, ParseProcessDied
 from scraper.fetch.base import Response
 from scraper.records import ParsedPage
 from scraper.sinks import FileStore
-from scraper.workers import preload_for, process_context, start_child, terminate_pool
+from scraper.workers import (
+    START_FAILURES,
+    preload_for,
+    process_context,
+    start_child,
+    start_failure,
+    terminate_pool,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -118,7 +125,11 @@ class ParseStage:
         self._opening: Future[Executor] = Future()
         # Not a daemon, even when the crawl runs in one: the pool's own threads inherit
         # that, and must be joined at exit (see workers.terminate_pool).
-        threading.Thread(target=self._open, name="parse-pool-start", daemon=False).start()
+        starter = threading.Thread(target=self._open, name="parse-pool-start", daemon=False)
+        try:
+            starter.start()
+        except RuntimeError:  # no thread to spare: open it here, and wait
+            self._open()
 
     def _open(self) -> None:
         try:
@@ -202,14 +213,14 @@ def _started(pool: ProcessPoolExecutor, processes: int) -> ProcessPoolExecutor:
     robots.txt, rather than when pages arrive and have to wait for them. The pool starts a
     process for a call that finds none idle, so one call each starts them all.
 
-    Raises ScraperError when the system refuses a process (fork's EAGAIN or ENOMEM): the
+    Raises ScraperError when the system refuses a process (see START_FAILURES): the
     crawl ends with that message, and the processes already started are ended."""
     try:
         for _ in range(processes):
             pool.submit(int)
-    except OSError as error:
+    except START_FAILURES as error:
         terminate_pool(pool)
-        raise ScraperError(f"cannot start the parse processes: {error}") from error
+        raise start_failure("parse processes", error) from error
     return pool
 
 

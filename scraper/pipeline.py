@@ -76,7 +76,7 @@ from scraper.urls import (
 
 _log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:  # the parse stack is imported as a crawl starts: see `_Run.pages`
+if TYPE_CHECKING:  # the parse pool is imported as a crawl starts: see `_Run.pages`
     from scraper.parse_pool import PageWork, ParseStage
 
 _POLL = 0.2  # seconds a blocked stage waits before re-checking whether to stop

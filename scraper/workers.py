@@ -19,7 +19,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import cast
 
+from scraper.errors import ScraperError
+
 FETCHER = "scraper.fetch.threads"  # what a `processes` fetch process runs
+
+# What starting a child process can raise: fork refused in this process (OSError: EAGAIN,
+# ENOMEM), the fork server ending instead of forking (EOFError: its fork was refused), or
+# no thread to spare for the pool's machinery (RuntimeError).
+START_FAILURES = (OSError, EOFError, RuntimeError)
 
 
 def preload_for(fetch: str) -> list[str]:
@@ -45,6 +52,16 @@ def process_context(preload: list[str]) -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(preload)
     return context
+
+
+def start_failure(children: str, error: BaseException) -> ScraperError:
+    """The crawl's error when `children` (the parse processes, the fetch processes) cannot
+    start: one of START_FAILURES, said in words."""
+    if isinstance(error, EOFError):
+        reason = "the fork server ended instead of starting one (a process or memory limit?)"
+    else:
+        reason = str(error) or type(error).__name__
+    return ScraperError(f"cannot start the {children}: {reason}")
 
 
 def start_child(parent: int) -> None:

@@ -30,16 +30,26 @@ def fresh_site() -> Iterator[RunningSite]:
         yield site
 
 
-@pytest.fixture
-def second_parse_process_refused(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """The system refuses the pool's second process, as fork does at a process limit.
-    Gives the processes that did start."""
+# How a refused fork reaches the process starting a child: as the OSError of its own fork
+# (spawn, off Linux), or as the end of the fork server, whose fork it was (forkserver).
+FORK_REFUSALS = {
+    "fork": BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"),
+    "fork server": EOFError("unexpected EOF"),
+}
+
+
+@pytest.fixture(params=sorted(FORK_REFUSALS))
+def second_parse_process_refused(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> list[Any]:
+    """The system refuses the pool's second process, as at a process limit. Gives the
+    processes that did start."""
     started: list[Any] = []
     spawn = ProcessPoolExecutor._spawn_process  # type: ignore[attr-defined]
 
     def refuse_the_second(pool: ProcessPoolExecutor) -> None:
         if started:
-            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+            raise FORK_REFUSALS[request.param]
         spawn(pool)
         started.extend(pool._processes.values())  # type: ignore[attr-defined]
 

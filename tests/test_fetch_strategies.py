@@ -366,6 +366,20 @@ def test_a_fetch_process_that_cannot_be_replaced_fails_the_attempt_not_the_crawl
         fetcher.close()
 
 
+def test_a_fork_server_that_ends_instead_of_forking_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the fork server's own fork is refused, it ends, and the process asking for a
+    child reads an end of file instead of its pid."""
+
+    def fork_server_ended(*args: object, **kwargs: object) -> None:
+        raise EOFError("unexpected EOF")
+
+    monkeypatch.setattr(processes, "_FetchProcess", fork_server_ended)
+    with pytest.raises(ScraperError, match="fetch processes: the fork server ended"):
+        ProcessFetcher(LIMITS, workers=1)
+
+
 def test_a_fetch_process_that_cannot_start_leaves_no_pipe_open(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -810,9 +810,10 @@ def test_the_main_process_of_a_crawl_parsing_in_processes_loads_no_parser(demo_s
 
 
 def test_the_parse_stack_and_the_terminal_ui_load_after_the_first_requests():
-    """A crawl imports the parser (lxml, w3lib) and starts its processes while robots.txt
-    and the seeds are on their way, and rich only to show something: imported before,
-    each delayed the first request (≈ 15-30 ms each here)."""
+    """A crawl imports the parse pool and starts its processes while robots.txt and the
+    seeds are on their way (the parser itself, lxml and w3lib, only where pages are parsed),
+    and rich only to show something: imported before, each delayed the first request
+    (≈ 15-30 ms each here)."""
     later = ("lxml", "w3lib", "multiprocessing", "rich")
     assert loaded_by_import("scraper.pipeline", later) == []
     assert loaded_by_import("scraper.report", later) == []
@@ -859,7 +860,7 @@ def test_a_parse_pool_that_cannot_start_ends_the_crawl_with_its_error(
 ):
     """Raised once, where the first page needs the pool, as a ScraperError that says what
     failed; the process that did start is ended; stopping does not raise the error again."""
-    with pytest.raises(ScraperError, match=r"cannot start the parse processes: .*temporarily"):
+    with pytest.raises(ScraperError, match=r"cannot start the parse processes: .*(limit|tempo)"):
         run_crawl([demo_site.url_for("/")], depth=1)
     assert len(second_parse_process_refused) == 1
     assert wait_for(lambda: not second_parse_process_refused[0].is_alive(), timeout=GRACE)
@@ -874,6 +875,21 @@ def test_a_crawl_that_parses_nothing_logs_a_parse_pool_that_could_not_start(
     pages = run_crawl([demo_site.url_for(file_path)])
     assert [page.ok for page in pages] == [True]
     assert "cannot start the parse processes" in caplog.text
+
+
+def test_without_a_thread_to_spare_the_parse_pool_opens_in_the_crawls_thread(
+    demo_site, monkeypatch
+):
+    start = threading.Thread.start
+
+    def refuse_the_starter(thread: threading.Thread) -> None:
+        if thread.name == "parse-pool-start":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse_the_starter)
+    pages = run_crawl([demo_site.url_for("/")], depth=1)
+    assert sum(page.title is not None for page in pages) > 1
 
 
 def test_terminating_a_pool_waits_for_its_manager_thread():

@@ -33,10 +33,10 @@ from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING
 
 from scraper.config import usable_cpus
-from scraper.errors import ErrorKind, ScraperError, TransportError
+from scraper.errors import ErrorKind, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.records import Request
-from scraper.workers import preload_for, process_context, start_child
+from scraper.workers import START_FAILURES, preload_for, process_context, start_child, start_failure
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -59,9 +59,9 @@ class ProcessFetcher:
         try:
             for index in range(processes):
                 self._processes.append(self._start_process(share + (index < extra)))
-        except (OSError, RuntimeError) as error:  # fork or a thread refused: EAGAIN, ENOMEM
+        except START_FAILURES as error:
             self.close()
-            raise ScraperError(f"cannot start the fetch processes: {error}") from error
+            raise start_failure("fetch processes", error) from error
         except BaseException:  # Ctrl-C
             self.close()
             raise
