@@ -85,11 +85,16 @@ class Scenario:
     pages: int
     page_kb: int
     workers: int
+    fanout: int = 5  # child pages each page links to: the demo site's own default
     frontier: str = "sqlite"  # the CLI's default; memory shows what the durable state costs
 
 
 SCENARIOS = {
-    "io": Scenario("io", latency_ms=50, pages=300, page_kb=4, workers=defaults.DEFAULT_WORKERS),
+    # Each page links 16 children, so the workers are all busy from the root's links on;
+    # with the demo site's 5, the first waves fetched 1, 5, 25 pages at a time.
+    "io": Scenario(
+        "io", latency_ms=50, pages=300, page_kb=4, workers=defaults.DEFAULT_WORKERS, fanout=16
+    ),
     # Heavy pages: 128 KB of markup (~4,200 elements) take ~13 ms each to parse here, and
     # 1,000 of them let the parse pool's start-up weigh little.
     "cpu": Scenario("cpu", latency_ms=0, pages=1000, page_kb=128, workers=defaults.DEFAULT_WORKERS),
@@ -153,6 +158,7 @@ def resolve_scenario(
     pages: int | None = None,
     page_kb: int | None = None,
     workers: int | None = None,
+    fanout: int | None = None,
     frontier: str | None = None,
 ) -> Scenario:
     """The named scenario with every explicitly given value put in place of its own."""
@@ -161,6 +167,7 @@ def resolve_scenario(
         "pages": pages,
         "page_kb": page_kb,
         "workers": workers,
+        "fanout": fanout,
         "frontier": frontier,
     }
     return dataclasses.replace(
@@ -244,8 +251,9 @@ _LEFT_ALIGNED = frozenset({"fetch", "parse"})  # text columns; the figures align
 
 def _describe(scenario: Scenario, repeat: int) -> str:
     return (
-        f"{scenario.name}: {scenario.pages} pages of ~{scenario.page_kb} KB, "
-        f"{scenario.latency_ms:g} ms latency, {scenario.workers} workers, "
+        f"{scenario.name}: {scenario.pages} pages of ~{scenario.page_kb} KB linking "
+        f"{scenario.fanout} children each, {scenario.latency_ms:g} ms latency, "
+        f"{scenario.workers} workers, "
         f"{scenario.frontier} frontier, median of {repeat}"
     )
 
@@ -399,7 +407,7 @@ def demo_server(scenario: Scenario) -> Iterator[str]:
     """Serve the scenario's site from its own process; yield its root URL; always stop it."""
     argv = [sys.executable, "-m", "scraper", "demo-site", "--port", "0"]
     argv += ["--pages", str(scenario.pages), "--latency-ms", str(scenario.latency_ms)]
-    argv += ["--page-kb", str(scenario.page_kb), "--prerender"]
+    argv += ["--page-kb", str(scenario.page_kb), "--fanout", str(scenario.fanout), "--prerender"]
     server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=_child_env())
     try:
         assert server.stdout is not None
@@ -824,7 +832,7 @@ def _parser() -> argparse.ArgumentParser:
         "mixed: 10 ms, 16 KB (default: io)",
     )
     overrides = [("--pages", int, 1), ("--latency-ms", float, 0), ("--page-kb", int, 0)]
-    for flag, kind, minimum in [*overrides, ("--workers", int, 1)]:
+    for flag, kind, minimum in [*overrides, ("--workers", int, 1), ("--fanout", int, 1)]:
         parser.add_argument(flag, type=_at_least(kind, minimum), help="replaces the scenario's")
     parser.add_argument(
         "--fetch",
@@ -880,6 +888,7 @@ def main(argv: Sequence[str]) -> int:
         pages=options.pages,
         page_kb=options.page_kb,
         workers=options.workers,
+        fanout=options.fanout,
         frontier=options.frontier,
     )
     load = os.getloadavg()

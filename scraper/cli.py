@@ -333,6 +333,12 @@ def demo_site(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--page-kb", type=int, default=4, help="page size in KB (default: 4)")
     parser.add_argument(
+        "--fanout",
+        type=int,
+        default=SiteSpec.fanout,
+        help=f"child pages each page links to (default: {SiteSpec.fanout})",
+    )
+    parser.add_argument(
         "--prerender",
         action="store_true",
         help=f"render the pages (up to {PRERENDER_BUDGET >> 20} MB of them) before printing "
@@ -340,7 +346,12 @@ def demo_site(argv: Sequence[str]) -> int:
     )
     options = parser.parse_args(argv)
     try:
-        spec = SiteSpec(pages=options.pages, latency_ms=options.latency_ms, page_kb=options.page_kb)
+        spec = SiteSpec(
+            pages=options.pages,
+            fanout=options.fanout,
+            latency_ms=options.latency_ms,
+            page_kb=options.page_kb,
+        )
     except ValueError as error:
         parser.error(str(error))
     serve_forever(spec, port=options.port, prerendered=options.prerender)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
+import urllib.request
 
 import pytest
 
@@ -17,6 +19,7 @@ from scraper.bench import (
     Scenario,
     bench_command,
     ceiling_share,
+    demo_server,
     io_ceiling,
     main,
     median_figures,
@@ -26,8 +29,9 @@ from scraper.bench import (
     results_table,
     summarize,
 )
+from scraper.demo import SiteSpec
 
-IO = Scenario("io", latency_ms=50, pages=300, page_kb=4, workers=16)
+IO = Scenario("io", latency_ms=50, pages=300, page_kb=4, workers=16, fanout=16)
 
 
 def figures(pages_per_s: float, *, errors: int = 0, pages: int = 100) -> Figures:
@@ -98,8 +102,8 @@ def test_the_table_has_a_ceiling_column_only_when_there_is_latency():
 
 def test_resolve_scenario_applies_only_the_overrides_given():
     assert resolve_scenario("io") == SCENARIOS["io"]
-    mixed = resolve_scenario("mixed", pages=7, latency_ms=0.0)
-    assert (mixed.pages, mixed.latency_ms) == (7, 0)
+    mixed = resolve_scenario("mixed", pages=7, latency_ms=0.0, fanout=2)
+    assert (mixed.pages, mixed.latency_ms, mixed.fanout) == (7, 0, 2)
     assert (mixed.page_kb, mixed.workers) == (
         SCENARIOS["mixed"].page_kb,
         SCENARIOS["mixed"].workers,
@@ -111,6 +115,17 @@ def test_scenarios_are_as_documented():
     assert SCENARIOS["cpu"].latency_ms == 0
     assert SCENARIOS["cpu"].page_kb >= 64
     assert 0 < SCENARIOS["mixed"].latency_ms < SCENARIOS["io"].latency_ms
+    # the io site's root links enough pages to busy every worker; the others are the default
+    assert SCENARIOS["io"].fanout >= SCENARIOS["io"].workers
+    assert SCENARIOS["cpu"].fanout == SCENARIOS["mixed"].fanout == SiteSpec.fanout
+
+
+def test_the_bench_serves_the_scenarios_fanout() -> None:
+    scenario = Scenario("io", latency_ms=0, pages=40, page_kb=4, workers=16, fanout=16)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with demo_server(scenario) as url, opener.open(url, timeout=30) as root:
+        linked = {int(n) for n in re.findall(rb'href="[^"]*page/(\d+)[#"]', root.read())}
+    assert set(range(1, 17)) <= linked
 
 
 def test_parse_names_keeps_order_drops_repeats_and_blanks():
@@ -175,10 +190,10 @@ def test_bench_command_names_only_what_differs_from_the_defaults():
     assert (
         bench_command(SCENARIOS["io"], rows, repeat=3, timeout=300) == "scrape bench --scenario io"
     )
-    mixed = resolve_scenario("mixed", pages=7, latency_ms=2.5, frontier="memory")
+    mixed = resolve_scenario("mixed", pages=7, latency_ms=2.5, fanout=9, frontier="memory")
     some = [row(mixed, "async", 10, parse="threads"), row(mixed, "threads", 10, parse="threads")]
     assert bench_command(mixed, some, repeat=1, timeout=20) == (
-        "scrape bench --scenario mixed --latency-ms 2.5 --pages 7 --frontier memory "
+        "scrape bench --scenario mixed --latency-ms 2.5 --pages 7 --fanout 9 --frontier memory "
         "--fetch async,threads --parse threads --repeat 1 --timeout 20"
     )
 
@@ -190,7 +205,7 @@ def test_markdown_opens_with_the_command_and_the_machine():
         "`scrape bench --scenario io --fetch threads,sequential --parse inline --repeat 1` "
     )
     assert "8 CPUs, Python 3.12.1" in first
-    assert "300 pages of ~4 KB, 50 ms latency, 16 workers" in first
+    assert "300 pages of ~4 KB linking 16 children each, 50 ms latency, 16 workers" in first
 
 
 def test_markdown_table_has_the_terminal_header_and_one_line_per_row():
@@ -276,6 +291,7 @@ def test_a_small_bench_end_to_end(tmp_path, capsys):
         "pages": 20,
         "page_kb": 4,
         "workers": 16,
+        "fanout": 16,
         "frontier": "sqlite",
     }
     assert results["machine"]["cpus"] == config.usable_cpus()

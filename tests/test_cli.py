@@ -392,6 +392,18 @@ def test_ctrl_c_stops_the_crawl_in_order(slow_site, tmp_path, target):
 # -- the demo site -----------------------------------------------------------------------
 
 
+def test_demo_site_options_shape_the_site(monkeypatch):
+    served: list[Any] = []
+    monkeypatch.setattr(
+        "scraper.demo.serve_forever", lambda spec, **options: served.append((spec, options))
+    )
+    argv = ["--pages", "7", "--fanout", "3", "--page-kb", "2", "--latency-ms", "5", "--port", "9"]
+    assert main(["demo-site", *argv]) == 0
+    [(spec, options)] = served
+    assert (spec.pages, spec.fanout, spec.page_kb, spec.latency_ms) == (7, 3, 2, 5.0)
+    assert options == {"port": 9, "prerendered": False}
+
+
 @pytest.mark.parametrize("options", [(), ("--prerender",)])
 def test_demo_site_serves_until_interrupted(tmp_path, options):
     process = subprocess.Popen(
