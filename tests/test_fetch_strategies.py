@@ -351,16 +351,23 @@ def test_no_more_than_workers_fetch_at_once(
         fetcher.close()
 
 
+@pytest.mark.parametrize("refused", [BlockingIOError(11, "Resource unavailable"), EOFError()])
 def test_a_fetch_process_that_cannot_be_replaced_fails_the_attempt_not_the_crawl(
-    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
+    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch, refused: Exception
 ) -> None:
+    """Refused by this process's fork (OSError) or by the fork server's (EOFError)."""
+
+    def cannot_start(*args: object, **kwargs: object) -> None:
+        raise refused
+
     fetcher = ProcessFetcher(LIMITS, workers=1)
     try:
         _fail_with_an_unreadable_answer(fetcher, fresh_site.url, monkeypatch)  # lost
         with monkeypatch.context() as patch:
-            patch.setattr(processes, "_FetchProcess", _CannotStart)
+            patch.setattr(processes, "_FetchProcess", cannot_start)
             error = connect_error(fetcher.submit(Request(fresh_site.url)))
-        assert "cannot start a fetch process" in error.message
+        assert error.message.startswith("cannot start the fetch process: ")
+        assert error.message != "cannot start the fetch process: "  # it says why
         assert fetcher.submit(Request(fresh_site.url)).result(timeout=PATIENCE).status == 200
     finally:
         fetcher.close()

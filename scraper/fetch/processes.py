@@ -74,8 +74,8 @@ class ProcessFetcher:
             failure = self._replace_lost()
             alive = [process for process in self._processes if not process.lost]
             if not alive:  # a failed attempt, which the fetch policy retries
-                reason = f"cannot start a fetch process: {failure}"
-                future.set_exception(TransportError(reason, ErrorKind.CONNECT))
+                reason = start_failure("fetch process", failure) if failure else "no fetch process"
+                future.set_exception(TransportError(str(reason), ErrorKind.CONNECT))
                 return future
             process = max(alive, key=lambda candidate: candidate.free())
             job_id = next(self._job_ids)
@@ -111,7 +111,7 @@ class ProcessFetcher:
             if process.lost:
                 try:
                     self._processes[index] = self._start_process(process.threads)
-                except (OSError, RuntimeError) as error:
+                except START_FAILURES as error:
                     failure = error
         return failure
 
