@@ -123,6 +123,8 @@ class ParseStage:
         self._config = config
         self._executor: Executor | None = None
         self._opening: Future[Executor] = Future()
+        self._asked = False  # whether a batch has asked for the executor (and so learnt
+        # why there is none, when its start failed)
         # Not a daemon, even when the crawl runs in one: the pool's own threads inherit
         # that, and must be joined at exit (see workers.terminate_pool).
         starter = threading.Thread(target=self._open, name="parse-pool-start", daemon=False)
@@ -139,6 +141,7 @@ class ParseStage:
 
     def _opened(self) -> Executor:
         """The executor, once its start is over; raises what made the start fail."""
+        self._asked = True
         if self._executor is None:
             self._executor = self._opening.result()
         return self._executor
@@ -177,7 +180,7 @@ class ParseStage:
         error = self._opening.exception()
         if error is None:
             self._opened().shutdown(wait=True, cancel_futures=True)
-        elif self._executor is None:
+        elif not self._asked:
             _log.warning("%s", error)
 
 
