@@ -74,8 +74,10 @@ class ProcessFetcher:
             failure = self._replace_lost()
             alive = [process for process in self._processes if not process.lost]
             if not alive:  # a failed attempt, which the fetch policy retries
-                reason = start_failure("fetch process", failure) if failure else "no fetch process"
-                future.set_exception(TransportError(str(reason), ErrorKind.CONNECT))
+                reason = (
+                    str(start_failure("fetch process", failure)) if failure else "no fetch process"
+                )
+                future.set_exception(TransportError(reason, ErrorKind.CONNECT))
                 return future
             process = max(alive, key=lambda candidate: candidate.free())
             job_id = next(self._job_ids)
