@@ -485,6 +485,31 @@ def test_an_answer_that_cannot_be_pickled_is_sent_as_an_error() -> None:
     assert "could not be sent back" in error.message
 
 
+def test_a_fetch_process_that_cannot_even_send_an_error_ends_rather_than_leave_it_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its reader in the crawl then fails every attempt it held (tested above)."""
+
+    class Exited(Exception):
+        pass
+
+    def exit_now(code: int) -> None:
+        raise Exited(code)
+
+    def no_memory(obj: object) -> bytes:
+        raise MemoryError
+
+    received, sent = multiprocessing.Pipe(duplex=False)
+    answered: Future[Response] = Future()
+    answered.set_result(Response("http://a.example/", 200, "OK", {}, b"", 0.1))
+    monkeypatch.setattr(processes.ForkingPickler, "dumps", no_memory)
+    monkeypatch.setattr(processes.os, "_exit", exit_now)
+    with pytest.raises(Exited) as exited:
+        processes._send_answer(sent, threading.Lock(), 7, answered)
+    assert exited.value.args == (processes.CANNOT_ANSWER,)
+    assert not received.poll(0)
+
+
 def test_a_cancelled_attempt_sends_no_answer() -> None:
     received, sent = multiprocessing.Pipe(duplex=False)
     cancelled: Future[Response] = Future()

@@ -12,8 +12,8 @@ latency, 32 at a time): 32 processes reached 57-64% of the latency's ceiling at 
 a page; 2 processes of 16 threads, 83-84% at 3 ms; 32 threads in one process, 82-87%.
 
 Requests and Responses are plain values and every FetchError pickles, so an answer or an
-error reaches the caller unchanged. A process that dies (killed, out of memory) or whose
-answers cannot be read fails the attempts it held with a `connect` FetchError, which the
+error reaches the caller unchanged. A process that dies (killed, out of memory, or unable
+to send an answer at all) or whose answers cannot be read fails the attempts it held with a `connect` FetchError, which the
 fetch policy retries, and the next submit starts a new one (if none can start, the
 attempts go to the others; with none left, each fails the same way). close() fails every attempt
 not yet answered, in flight or not, and ends the processes without waiting for their
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 _Outcome = Response | BaseException
 _Answer = tuple[int, _Outcome]
+CANNOT_ANSWER = 70  # a fetch process's exit code when it could not send an answer back
 
 
 class ProcessFetcher:
@@ -271,6 +272,9 @@ def _send_answer(
     """Send a finished attempt's outcome back. Pickled before taking the pipe, so that a
     large body does not hold up the other threads' answers while it is pickled, and so
     that one that cannot be pickled (no memory for it) is answered with an error instead.
+    When not even that error can be pickled, the process ends: the crawl's reader then
+    fails every attempt it held (`_FetchProcess._read_answers`), where an answer never
+    sent would have left its attempt waiting forever.
     """
     if future.cancelled():  # by fetcher.close(), once the crawl is gone
         return
@@ -279,7 +283,10 @@ def _send_answer(
         data = ForkingPickler.dumps((job_id, future.result() if error is None else error))
     except Exception as failure:  # whatever it is, the attempt must end
         reason = f"the answer could not be sent back: {type(failure).__name__}: {failure}"
-        data = ForkingPickler.dumps((job_id, TransportError(reason, ErrorKind.CONNECT)))
+        try:
+            data = ForkingPickler.dumps((job_id, TransportError(reason, ErrorKind.CONNECT)))
+        except Exception:  # no memory even for that
+            os._exit(CANNOT_ANSWER)
     # OSError: the crawl is closing, or gone, and nobody waits for this answer
     with sending, contextlib.suppress(OSError):
         answers_out.send_bytes(data)
