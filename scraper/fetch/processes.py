@@ -13,12 +13,13 @@ a page; 2 processes of 16 threads, 83-84% at 3 ms; 32 threads in one process, 82
 
 Requests and Responses are plain values and every FetchError pickles, so an answer or an
 error reaches the caller unchanged. A process that dies (killed, out of memory, or unable
-to send an answer at all) or whose answers cannot be read fails the attempts it held with a `connect` FetchError, which the
-fetch policy retries, and the next submit starts a new one (if none can start, the
-attempts go to the others; with none left, each fails the same way). close() fails every attempt
-not yet answered, in flight or not, and ends the processes without waiting for their
-fetches: one stalled on a slow server would otherwise hold it for `timeout`. A future its
-caller cancels is still fetched (the pipeline never cancels one).
+to send an answer at all) or whose answers cannot be read fails the attempts it held
+with a `connect` FetchError, which the fetch policy retries, and the next submit starts a
+new one (if none can start, the attempts go to the others; with none left, each fails the
+same way). close() fails every attempt not yet answered, in flight or not, and ends the
+processes without waiting for their fetches: one stalled on a slow server would otherwise
+hold it for `timeout`. A future its caller cancels is still fetched (the pipeline never
+cancels one).
 """
 
 from __future__ import annotations
