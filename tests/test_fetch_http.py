@@ -157,6 +157,17 @@ def test_credentials_in_netrc_are_used(
     assert mock.calls[0].request.headers["Authorization"].startswith("Basic ")
 
 
+def test_a_netrc_location_that_cannot_be_looked_at_is_no_netrc(
+    mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As requests itself sees it. Looking raised before (here ENAMETOOLONG; for a user
+    whose home cannot be read, PermissionError), which killed the fetch worker."""
+    monkeypatch.setenv("NETRC", "/tmp/" + "x" * 300)
+    mock.get(URL, body=b"ok")
+    with new_session(LIMITS) as session:
+        assert fetch_once(session, URL, LIMITS).body == b"ok"
+
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_redirects_are_not_followed(
     mock: responses.RequestsMock, session: requests.Session, status: int

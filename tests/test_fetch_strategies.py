@@ -473,6 +473,47 @@ class _NoMemoryToUnpickle(ForkingPickler):
         raise MemoryError
 
 
+def test_a_fetch_worker_that_cannot_make_its_sessions_fails_its_attempts(
+    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rather than die and leave them unanswered: the crawl waited for them forever."""
+
+    def unusable(limits: Limits) -> Any:
+        raise PermissionError(13, "Permission denied", "/home/nobody/.netrc")
+
+    monkeypatch.setattr("scraper.fetch.threads.Sessions", unusable)
+    fetcher = open_fetcher("threads", LIMITS, workers=2)
+    try:
+        futures = [fetcher.submit(Request(fresh_site.url)) for _ in range(3)]
+        errors = [future.exception(timeout=PATIENCE) for future in futures]
+    finally:
+        fetcher.close()
+    assert all(isinstance(error, PermissionError) for error in errors)
+
+
+def test_a_crawl_whose_fetch_workers_cannot_make_sessions_records_each_url(
+    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unusable(limits: Limits) -> Any:
+        raise PermissionError(13, "Permission denied", "/home/nobody/.netrc")
+
+    monkeypatch.setattr("scraper.fetch.threads.Sessions", unusable)
+    pages = list(
+        crawl(
+            [fresh_site.url_for("/page/1"), fresh_site.url_for("/page/2")],
+            output=None,
+            parse="inline",
+            backoff=0,
+        )
+    )
+    assert sorted(page.url for page in pages) == [
+        fresh_site.url_for("/page/1"),
+        fresh_site.url_for("/page/2"),
+    ]
+    assert {page.error["kind"] for page in pages if page.error} == {"protocol"}
+    assert all("PermissionError" in page.error["message"] for page in pages if page.error)
+
+
 def test_an_answer_that_cannot_be_pickled_is_sent_as_an_error() -> None:
     received, sent = multiprocessing.Pipe(duplex=False)
     answered: Future[Response] = Future()

@@ -22,7 +22,6 @@ import os
 import socket
 import time
 import urllib.request
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -69,8 +68,10 @@ def _environment_matters() -> bool:
     no_proxy exceptions) or a .netrc with credentials (where $NETRC names it, or in the
     home directory: where requests looks)."""
     netrc_files = [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]
+    # os.path.exists, as requests looks: a file it cannot see (an unreadable home, a name
+    # too long) is no file to it, where Path.exists raises
     return bool(urllib.request.getproxies()) or any(
-        Path(name).expanduser().exists() for name in netrc_files
+        os.path.exists(os.path.expanduser(name)) for name in netrc_files
     )
 
 

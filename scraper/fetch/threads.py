@@ -13,11 +13,12 @@ request, which is its robots.txt and so on every crawl's critical path.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 
-from scraper.errors import FetchError
 from scraper.fetch.base import Limits, Response
 from scraper.fetch.http import Sessions
 from scraper.records import Request
@@ -77,18 +78,35 @@ class ThreadFetcher:
         self._workers.append(worker)
 
     def _work(self) -> None:
-        with Sessions(self._limits) as sessions:
-            while (job := self._jobs.get()) is not None:
-                _run(sessions, *job)
-                # Idle only once the future's callbacks have run, as in ThreadPoolExecutor:
-                # a callback that waits for another fetch gets a thread of its own.
-                self._idle.release()
+        """Fetch jobs until close(). A worker whose Sessions cannot be made fails each job
+        it takes with that error: a worker that died instead would leave its job's future
+        unanswered, and the crawl waiting for it forever."""
+        try:
+            sessions = Sessions(self._limits)
+        except Exception as error:
+            self._serve(functools.partial(_refuse, error))
+            return
+        with sessions:
+            self._serve(sessions.fetch)
+
+    def _serve(self, fetch: Callable[[Request], Response]) -> None:
+        while (job := self._jobs.get()) is not None:
+            _run(fetch, *job)
+            # Idle only once the future's callbacks have run, as in ThreadPoolExecutor:
+            # a callback that waits for another fetch gets a thread of its own.
+            self._idle.release()
 
 
-def _run(sessions: Sessions, request: Request, future: Future[Response]) -> None:
+def _run(fetch: Callable[[Request], Response], request: Request, future: Future[Response]) -> None:
+    """One attempt; whatever it raises ends it (a FetchError, or a fault of ours or of the
+    environment, which the caller records as a `protocol` error): never the worker."""
     if not future.set_running_or_notify_cancel():
         return
     try:
-        future.set_result(sessions.fetch(request))
-    except FetchError as error:
+        future.set_result(fetch(request))
+    except Exception as error:
         future.set_exception(error)
+
+
+def _refuse(error: Exception, request: Request) -> Response:
+    raise error
