@@ -215,6 +215,7 @@ class _Run:
         self.scope = Scope(frozenset())
         self.parse_waiting: deque[_ParseJob] = deque()
         self.parse_suspects: deque[_ParseJob] = deque()  # in the pool when a process died
+        self.suspect_in_pool = False  # a suspect is being parsed: nothing may join it
         self.parsing = 0
         self.frontier: Frontier
         self.parse_stage: ParseStage
@@ -524,6 +525,7 @@ class _Run:
             files = self.output.files if self.output and self.config.save_files else None
             future = self.parse_stage.submit(pages, files)
             if future is None:  # the pool had broken; a new one runs: send the batch again
+                self.suspect_in_pool = False
                 requeue = self.parse_suspects if batch[0].alone else self.parse_waiting
                 requeue.extendleft(reversed(batch))
                 continue
@@ -536,17 +538,20 @@ class _Run:
             future.add_done_callback(functools.partial(self._on_parsed, batch))
 
     def _next_parse_batch(self, size: int) -> list[_ParseJob]:
-        """Up to `size` waiting pages; a suspect goes alone, once the pool is empty."""
+        """Up to `size` waiting pages; a suspect goes alone, once the pool is empty, and
+        nothing joins it there until it is back: the last one too, when no suspect waits."""
+        if self.suspect_in_pool or (self.parse_suspects and self.parsing):
+            return []
         if self.parse_suspects:
-            if self.parsing:
-                return []
             job = self.parse_suspects.popleft()
-            job.alone = True
+            job.alone = self.suspect_in_pool = True
             return [job]
         return [self.parse_waiting.popleft() for _ in range(min(size, len(self.parse_waiting)))]
 
     def _parsed(self, event: _Parsed) -> Iterator[Page]:
         self.parsing -= len(event.jobs)
+        if event.jobs[0].alone:
+            self.suspect_in_pool = False
         if isinstance(event.result, ParseError):
             yield from self._batch_lost(event.jobs, event.result)
             return

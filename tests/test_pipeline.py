@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 import warnings
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,14 @@ from scraper.demo import (
     running_site,
 )
 from scraper.errors import ConfigError, OutputError, ScraperError
+from scraper.fetch import Response
 from scraper.frontier import SQLiteFrontier
 from scraper.frontier.scheduled import ScheduledFrontier
 from scraper.parse_pool import ParseStage, open_parse_pool
-from scraper.pipeline import LEASES_PER_WORKER, PARSE_BACKLOG, PARSE_BATCH
+from scraper.pipeline import LEASES_PER_WORKER, PARSE_BACKLOG, PARSE_BATCH, _ParseJob, _Run
+from scraper.records import Request
 from scraper.sinks import CrawlOutput
+from scraper.stats import Stats
 from scraper.urls import canonicalize
 from scraper.workers import terminate_pool
 
@@ -466,6 +470,30 @@ def test_a_page_that_kills_its_parse_process_is_recorded_and_the_crawl_goes_on(d
     html = [page for page in pages if page.content_type == "text/html" and page is not killer]
     assert len(html) > 3
     assert all(page.ok and page.data == "fine" for page in html), "no other page is blamed"
+
+
+def test_a_suspect_page_is_parsed_with_nothing_else_in_the_pool():
+    """After a parse process died, each page that was in the pool is parsed again alone, so
+    that a crash is blamed on its own page. Pages waiting meanwhile join none of them, the
+    last one included: one that kills the pool beside it would have blamed it (found by a
+    review: innocent pages recorded as "died", and their links never followed)."""
+    run = _Run(Config.from_options(output=None), Stats())
+    submitted: list[list[str]] = []
+
+    class StillParsing:
+        def submit(self, pages: list[tuple[str, str, Response]], files: Any) -> Future[Any]:
+            submitted.append([url for url, _, _ in pages])
+            return Future()
+
+    run.parse_stage = StillParsing()  # type: ignore[assignment]
+    html = Response("http://a.example/", 200, "OK", {"content-type": "text/html"}, b"", 0.1)
+    run.parse_suspects.append(_ParseJob(Request("http://a.example/suspect"), html, False))
+    waiting = [_ParseJob(Request(f"http://a.example/{n}"), html, False) for n in range(3)]
+    run.parse_waiting.extend(waiting)
+    run._feed_parser()
+    run._feed_parser()
+    assert submitted == [["http://a.example/suspect"]]
+    assert list(run.parse_waiting) == waiting
 
 
 def test_redirect_chain_ends_at_the_root(demo_site):
