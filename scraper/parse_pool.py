@@ -173,15 +173,27 @@ class ParseStage:
             raise error
         return _as_parse_error(error)
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, abandon: bool = False) -> None:
         """Wait for the batches being parsed; drop those not started. A pool that could not
         start has nothing left to stop (`_started` ended what it had started); its error
-        ended the crawl with the first batch, or, when no page needed parsing, is logged."""
+        ended the crawl with the first batch, or, when no page needed parsing, is logged.
+
+        `abandon` (a crawl that ends with pages still being parsed: stopped, closed early,
+        failed) ends the parse processes instead of waiting for their batches, whose
+        results nobody would collect: a slow extraction, or a page the parser spins on,
+        held the crawl's end for as long as it took. Parse threads cannot be ended: they
+        are still waited for.
+        """
         error = self._opening.exception()
-        if error is None:
-            self._opened().shutdown(wait=True, cancel_futures=True)
-        elif not self._asked:
-            _log.warning("%s", error)
+        if error is not None:
+            if not self._asked:
+                _log.warning("%s", error)
+            return
+        executor = self._opened()
+        if abandon and isinstance(executor, ProcessPoolExecutor):
+            terminate_pool(executor)
+        else:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def open_parse_pool(config: Config) -> Executor:

@@ -683,7 +683,7 @@ class _Run:
             # wait for it (the thread is a daemon; its answer goes nowhere).
             functools.partial(dispatcher.join, timeout=1.0) if dispatcher else None,
             fetcher.close if fetcher else None,
-            parser.shutdown if parser else None,
+            functools.partial(parser.shutdown, abandon=self.parsing > 0) if parser else None,
             self.stats.stop,  # once everything else has shut down
             (lambda: output.close(self.stats.snapshot())) if output else None,  # stopped stats
         ]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 FAILING_SUFFIX = "/page/1"
 FAILURE_TEXT = "extractor refuses this page"
+STALLING_SUFFIX = "/page/3"
 
 
 def headings(soup: Any, url: str) -> dict[str, Any]:
@@ -54,3 +56,10 @@ def dies_on_page_1(soup: Any, url: str) -> str:
 def title_string(soup: Any, url: str) -> Any:
     """bs4's own string object: it passes as a str, but pickled it drags its whole tree."""
     return soup.title.string if soup.title else None
+
+
+def stalls_on_page_3(soup: Any, url: str) -> str:
+    """Take ten minutes over /page/3, as an extraction stuck on a slow service would."""
+    if url.endswith(STALLING_SUFFIX):
+        time.sleep(600)
+    return "fine"

@@ -629,6 +629,20 @@ def test_a_raising_extractor_fails_its_page_only(demo_site, parse, extract, rais
 # -- stopping early ----------------------------------------------------------------------
 
 
+def test_leaving_the_loop_does_not_wait_for_a_page_still_being_parsed(fresh_site):
+    """Its parse processes are ended: nobody would collect what they make. (close() waited
+    for the batch, here ten minutes.)"""
+    pages = crawl([fresh_site.url], depth=1, extract=extractors.stalls_on_page_3, **FAST)
+    stuck = fresh_site.url_for(extractors.STALLING_SUFFIX)
+    seen = [next(pages).url for _ in range(3)]  # all but the stalled page
+    assert stuck not in seen
+    closer = threading.Thread(target=pages.close, name="test-closer", daemon=True)
+    closer.start()
+    closer.join(60)
+    assert not closer.is_alive(), "close() waited for the stalled page"
+    assert wait_for(lambda: not worker_processes(), GRACE), worker_processes()
+
+
 @pytest.mark.parametrize(
     ("parse", "how"), [("processes", "break"), ("processes", "close"), ("threads", "break")]
 )
