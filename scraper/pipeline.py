@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import logging
 import math
 import queue
@@ -606,7 +605,9 @@ class _Run:
         agent = self.robots.agent if self.robots else agent_token(self.config.user_agent)
         directives = (parsed.meta.robots, response.headers.get("x-robots-tag", ""))
         nofollow = any(_says_nofollow(text, agent) for text in directives)
-        public_only = not self.config.allow_private and not _came_from_private(response)
+        # From the URL's text, as for redirects: the address connected to may be a proxy's,
+        # and is known to some strategies only (not to requests once the server closed).
+        public_only = not self.config.allow_private and not is_private(response.url)
         followed: list[Request] = []
         skips: list[Skipped] = []
         for link in links:
@@ -752,16 +753,6 @@ def _unfetchable_reason(href: str) -> SkipReason:
 
 def _is_good_html(response: Response) -> bool:
     return is_ok(response) and is_html(response.headers.get("content-type"))
-
-
-def _came_from_private(response: Response) -> bool:
-    """The page was served from a non-public address: the one connected to when the
-    strategy reports it, else the address the URL itself names."""
-    if response.remote_address is None:
-        return is_private(response.url)
-    with suppress(ValueError):
-        return not ipaddress.ip_address(response.remote_address).is_global
-    return is_private(response.url)
 
 
 def _is_push_back(outcome: Response | FetchError) -> bool:

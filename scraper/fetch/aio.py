@@ -16,7 +16,6 @@ resolver returned, so the check holds for the address actually connected to, DNS
 included. aiohttp does not ask the resolver about IP literals, so a trace hook checks
 those before connecting; for a literal, the URL's text is the address. The two sessions
 have separate connection pools: a guarded request never reuses an unchecked connection.
-`Response.remote_address` is the transport's peer name, None when aiohttp does not know it.
 A redirect's body is never read: the connection is closed instead.
 """
 
@@ -35,7 +34,6 @@ from typing import Any, TypeVar
 import aiohttp
 import aiohttp.http_exceptions
 from aiohttp.abc import ResolveResult
-from aiohttp.connector import Connection
 
 from scraper.errors import ErrorKind
 from scraper.fetch.base import Limits, Response
@@ -135,7 +133,6 @@ async def _fetch_once(
     async with session.get(url, allow_redirects=False) as answer:
         headers = fold_headers(answer.headers.items())
         refuse_bad_framing(headers)  # aiohttp's parser has refused most already
-        remote_address = answer.remote_address if isinstance(answer, _Answer) else None
         body = b""
         if answer.status not in REDIRECT_STATUSES:
             refuse_undecodable(headers, _DECODABLE)
@@ -150,21 +147,7 @@ async def _fetch_once(
             headers=headers,
             body=body,
             elapsed=time.monotonic() - started,
-            remote_address=remote_address,
         )
-
-
-class _Answer(aiohttp.ClientResponse):
-    """A ClientResponse that keeps its peer's address: aiohttp hands the connection back
-    as soon as a small body is in, and the transport goes with it."""
-
-    remote_address: str | None = None
-
-    async def start(self, connection: Connection) -> aiohttp.ClientResponse:
-        transport = connection.transport
-        peer = transport.get_extra_info("peername") if transport else None
-        self.remote_address = str(peer[0]) if isinstance(peer, tuple) and peer else None
-        return await super().start(connection)
 
 
 def _new_session(limits: Limits, *, public_only: bool) -> aiohttp.ClientSession:
@@ -175,7 +158,6 @@ def _new_session(limits: Limits, *, public_only: bool) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=resolver),
         timeout=timeout,
-        response_class=_Answer,
         headers={"User-Agent": limits.user_agent},
         trace_configs=[_literal_guard()] if public_only else None,
     )

@@ -37,7 +37,6 @@ class Response:
     headers: dict[str, str]
     body: bytes
     elapsed: float
-    remote_address: str | None = None  # the IP connected to, when the strategy knows it
 
 
 HTML_MEDIA_TYPES = frozenset({"text/html", "application/xhtml+xml"})

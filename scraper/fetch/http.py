@@ -10,9 +10,7 @@ A request with `public_only` goes through a Session of its own whose connections
 address they reached right after the TCP connect, before TLS or a byte of HTTP is sent, and
 close it when it is not global. The two Sessions never share a connection pool, so a
 guarded request cannot reuse a connection opened, unchecked, by an unguarded one.
-`Response.remote_address` is read from the socket before the body, while the connection
-still belongs to the answer; it stays None when there is no real socket (a mocked
-transport). A redirect's body is never read: the connection is closed instead.
+A redirect's body is never read: the connection is closed instead.
 """
 
 from __future__ import annotations
@@ -131,7 +129,6 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
         with _get(session, url, timeout=(limits.timeout, limits.timeout)) as answer:
             headers = fold_headers(answer.raw.headers.items())
             refuse_bad_framing(headers)
-            remote_address = _peer_of(answer)
             body = b""
             if answer.status_code not in REDIRECT_STATUSES:
                 refuse_undecodable(headers, urllib3.response.HTTPResponse.CONTENT_DECODERS)
@@ -143,7 +140,6 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
                 headers=headers,
                 body=body,
                 elapsed=time.monotonic() - started,
-                remote_address=remote_address,
             )
     except Exception as error:  # every library error becomes a FetchError, right here
         raise ERRORS.translate(error, limits) from None
@@ -170,19 +166,6 @@ def _read_body(answer: requests.Response, budget: BodyBudget) -> bytes:
     while chunk := answer.raw.read1(CHUNK, decode_content=True):
         budget.add(chunk)
     return budget.body()
-
-
-def _peer_of(answer: requests.Response) -> str | None:
-    connection = answer.raw.connection
-    sock = getattr(connection, "sock", None)
-    return _address_of(sock) if isinstance(sock, socket.socket) else None
-
-
-def _address_of(sock: socket.socket) -> str | None:
-    try:
-        return str(sock.getpeername()[0])
-    except OSError:  # the peer is already gone
-        return None
 
 
 # Checked in order: the first matching row gives the kind. requests wraps most urllib3
