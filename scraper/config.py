@@ -32,6 +32,10 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_RETRIES = 2
 MAX_RETRIES = 100
+# Bounds on what a typo can ask for: 100000 parse processes were all started before the
+# first page (gigabytes, minutes); a timeout of 1e10 s overflows the system's timers.
+MAX_PARSERS = 256
+MAX_SECONDS = 86400.0  # a day: for --timeout, --delay, --backoff, --backoff-cap
 DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_BACKOFF = 0.5
 DEFAULT_BACKOFF_CAP = 60.0
@@ -86,16 +90,16 @@ class Config:
         _whole("depth", self.depth, 0)
         _whole("workers", self.workers, 1)
         _whole("per_host", self.per_host, 1)
-        _whole("parsers", self.parsers, 1)
+        _whole("parsers", self.parsers, 1, MAX_PARSERS)
         _whole("retries", self.retries, 0, MAX_RETRIES)
         _whole("max_redirects", self.max_redirects, 0)
         _whole("max_bytes", self.max_bytes, 1)
         if self.max_pages is not None:
             _whole("max_pages", self.max_pages, 1)
         _number("timeout", self.timeout, above=0)
-        _number("delay", self.delay, at_least=0)
-        _number("backoff", self.backoff, at_least=0)
-        _number("backoff_cap", self.backoff_cap, at_least=0)
+        _number("delay", self.delay)
+        _number("backoff", self.backoff)
+        _number("backoff_cap", self.backoff_cap)
         _one_of("fetch", self.fetch, FETCH_STRATEGIES)
         _one_of("parse", self.parse, PARSE_MODES)
         if not isinstance(self.user_agent, str) or not self.user_agent.strip():
@@ -142,11 +146,14 @@ def _whole(name: str, value: int, minimum: int, maximum: int | None = None) -> N
         raise ConfigError(f"{name} must be at most {maximum}, got {value!r}")
 
 
-def _number(name: str, value: float, *, above: float | None = None, at_least: float = 0) -> None:
+def _number(name: str, value: float, *, above: float | None = None) -> None:
+    """A number of seconds: >= 0 (or > `above`), and at most MAX_SECONDS."""
     valid = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-    if not valid or value < at_least or (above is not None and value <= above):
-        bound = f"> {above}" if above is not None else f">= {at_least}"
+    if not valid or value < 0 or (above is not None and value <= above):
+        bound = f"> {above}" if above is not None else ">= 0"
         raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+    if value > MAX_SECONDS:
+        raise ConfigError(f"{name} must be at most {MAX_SECONDS:g} seconds, got {value!r}")
 
 
 def _sendable_to_processes(extract: Extractor) -> None:

@@ -89,6 +89,7 @@ INVALID: list[tuple[str, Any]] = [
     ("workers", False),
     ("per_host", 0),
     ("parsers", 0),
+    ("parsers", 100_000),  # all started before the first page: gigabytes, minutes
     ("retries", -1),
     ("max_redirects", -1),
     ("max_bytes", 0),
@@ -99,6 +100,10 @@ INVALID: list[tuple[str, Any]] = [
     ("timeout", "30"),
     ("backoff", -0.1),
     ("backoff_cap", -1),
+    ("timeout", 1e10),  # overflows the system's timers
+    ("delay", 1e10),
+    ("backoff", 1e10),
+    ("backoff_cap", 1e10),
     ("fetch", "carrier-pigeon"),
     ("fetch", None),
     ("parse", "gpu"),
