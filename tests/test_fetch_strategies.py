@@ -194,6 +194,8 @@ def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningS
         ("content-length-abc", ErrorKind.PROTOCOL),
         ("content-length-twice", ErrorKind.PROTOCOL),
         ("content-length-and-chunks", ErrorKind.PROTOCOL),
+        ("cut-in-headers", ErrorKind.CONNECT),  # requests made it an empty 200
+        ("not-a-header", ErrorKind.PROTOCOL),  # requests made it a 200
     ],
 )
 def test_broken_answers_end_in_the_same_kind(
@@ -622,6 +624,16 @@ async def _cut_short(request: web.Request) -> web.Response:
 
 # Framing that RFC 9112 calls an error, and aiohttp's parser refuses; requests would not.
 _HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+
+
+@_routes.get("/cut-in-headers")
+async def _cut_in_headers(request: web.Request) -> web.Response:
+    return await _write_raw(request, b"HTTP/1.1 200 OK\r\nContent-Ty")
+
+
+@_routes.get("/not-a-header")
+async def _not_a_header(request: web.Request) -> web.Response:
+    return await _write_raw(request, _HEAD + b"no colon here\r\n\r\n<p>page</p>")
 
 
 @_routes.get("/content-length-abc")

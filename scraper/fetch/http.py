@@ -30,7 +30,7 @@ import urllib3.response
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from scraper.errors import ErrorKind
+from scraper.errors import ErrorKind, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.fetch.exchange import (
     CHUNK,
@@ -127,6 +127,7 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
     started = time.monotonic()
     try:
         with _get(session, url, timeout=(limits.timeout, limits.timeout)) as answer:
+            _refuse_garbled_headers(answer)
             headers = fold_headers(answer.raw.headers.items())
             refuse_bad_framing(headers)
             body = b""
@@ -160,6 +161,30 @@ def _get(session: requests.Session, url: str, timeout: tuple[float, float]) -> r
     prepared = requests.PreparedRequest()
     prepared.prepare(method="GET", url=url, headers=session.headers, cookies=session.cookies)
     return session.send(prepared, stream=True, allow_redirects=False, timeout=timeout)
+
+
+def _refuse_garbled_headers(answer: requests.Response) -> None:
+    """Raise for headers that did not end as HTTP says, which aiohttp's parser refuses.
+
+    http.client ends the headers at a line that is not a header, or at the end of the
+    connection, keeps what is left as the start of the body and only notes it (urllib3
+    logs it): a connection cut in the middle of a header passed for a complete, empty 200.
+    Cut off in a line, it is `connect` (broke off mid-response); a whole line that is not a
+    header, `protocol`.
+    """
+    original = getattr(answer.raw, "_original_response", None)
+    if not isinstance(original, http.client.HTTPResponse):
+        return  # a mocked transport
+    message = original.msg
+    unparsed = message.get_payload() if not message.is_multipart() else None
+    if not unparsed and not message.defects:
+        return
+    shown = repr(unparsed[:80]) if isinstance(unparsed, str) and unparsed else message.defects
+    if isinstance(unparsed, str) and unparsed and not unparsed.endswith("\n"):
+        raise TransportError(
+            f"the connection ended inside the headers at {shown}", ErrorKind.CONNECT
+        )
+    raise TransportError(f"malformed headers: {shown}", ErrorKind.PROTOCOL)
 
 
 def _read_body(answer: requests.Response, budget: BodyBudget) -> bytes:
