@@ -33,6 +33,8 @@ _HOSTNAME = re.compile(
 )
 _SCHEME_PREFIX = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _HOST_AND_PORT = re.compile(r"^[^:/?#]+:[0-9]+(?:[/?#]|$)")
+_AUTHORITY = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//([^/?#]*)")
+_PORT = re.compile(r"(?:^|\]|[^:\]]):([^:\]]*)$")  # after the host, an IPv6 literal's too
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
 # What errors="surrogateescape" makes of a byte that is not UTF-8.
 _UNDECODED_BYTE = re.compile("[\udc80-\udcff]")
@@ -62,9 +64,26 @@ def canonicalize(url: str, base: str | None = None) -> str:
         raise InvalidURL("URL has no host")
     if not (":" in host or _HOSTNAME.match(host)):
         raise InvalidURL(f"invalid host {host!r}")
+    if ":" not in host and (len(host.rstrip(".")) > 253 or max(map(len, host.split("."))) > 63):
+        raise InvalidURL(
+            f"invalid host {host[:80]!r}: a name is at most 253 characters, 63 a label"
+        )
+    _check_port(url)
     text = str(parsed.with_fragment(None))
     # yarl leaves the root path implicit ("http://h"); the canonical form spells it out.
     return text if parsed.raw_path != "/" or text.endswith("/") or "?" in text else text + "/"
+
+
+def _check_port(url: str) -> None:
+    """yarl reads a port as Python reads a number: "+80" and "80" in full-width digits are 80,
+    and it takes 0: none is a port a request can go to (RFC 3986: digits; TCP: 1-65535)."""
+    authority = _AUTHORITY.match(url)
+    port = _PORT.search(authority.group(1).rpartition("@")[2]) if authority else None
+    if port is None or port.group(1) == "":
+        return
+    digits = port.group(1)
+    if not (digits.isascii() and digits.isdigit()) or int(digits) == 0:
+        raise InvalidURL(f"invalid port {digits!r}")
 
 
 def resolution_base(reference: str, base: str) -> str | None:

@@ -80,6 +80,12 @@ def test_explicit_http_scheme_is_kept() -> None:
         ("http://example.com/a\x07b", "control"),
         ("http://example.com/a\x7fb", "control"),
         ("example.com other.com", "whitespace"),
+        ("http://127.0.0.1:0/", "port"),
+        ("http://127.0.0.1:+80/", "port"),
+        ("http://127.0.0.1:\uff18\uff10/", "port"),  # full-width digits
+        ("http://[::1]:+80/", "port"),
+        ("http://" + "a" * 64 + ".com/", "label"),
+        ("http://" + ".".join(["a" * 60] * 5) + "/", "253"),
     ],
 )
 def test_invalid_lines_are_reported_with_a_reason(line: str, reason_part: str) -> None:
