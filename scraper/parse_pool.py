@@ -10,6 +10,7 @@ OutputError: a body that cannot be saved (a full disk) ends the crawl.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -152,8 +153,15 @@ class ParseStage:
         """Start `save_and_parse_all` on a batch. None when the pool had broken: a new one
         is started, and the batch is for the caller to send again."""
         executor = self._opened()
+        job = functools.partial(save_and_parse_all, pages, self._config.extract, files)
         try:
-            return executor.submit(save_and_parse_all, pages, self._config.extract, files)
+            try:
+                return executor.submit(job)
+            except RuntimeError:
+                # A pool that breaks while submit runs: its manager thread marks it broken,
+                # then shut down, without the lock submit holds, so submit may see only the
+                # latter. Asked again, a broken pool says so; anything else is raised again.
+                return executor.submit(job)
         except BrokenProcessPool:
             _log.warning("a parse process died; starting a new parse pool")
             if isinstance(executor, ProcessPoolExecutor):

@@ -244,8 +244,11 @@ class _Run:
 
             parser = self.parse_stage = ParseStage(self.config)
             while not self._is_finished() and not self.stopping.is_set():
-                with suppress(queue.Empty):
+                try:
                     event = self.events.get(timeout=_POLL)
+                except queue.Empty:
+                    pass
+                else:
                     yield from self._collect(event)
                     yield from self._collect_arrived()
                     self._feed_parser()
@@ -346,9 +349,18 @@ class _Run:
         """Fetch a robots.txt again (a retry, a redirect hop) under its URL's lease, after
         `delay`: from a timer thread, which may wait for a fetch slot where the collector
         must not."""
-        timer = threading.Timer(delay, self._submit_when_a_slot_frees, args=(request,))
+        timer = threading.Timer(delay, self._resubmit, args=(request,))
         timer.daemon = True
         timer.start()
+
+    def _resubmit(self, request: Request) -> None:
+        """In a timer's thread: an error here would only be printed, and the robots.txt it
+        was for would never be answered, holding its host's URLs for ever; the collector
+        raises it instead, as the dispatcher's."""
+        try:
+            self._submit_when_a_slot_frees(request)
+        except Exception as error:
+            self.events.put(_Failed(error))
 
     def _on_fetched(
         self, request: Request, started: float, leased_at: float, future: Future[Response]

@@ -13,6 +13,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ import time
 import uuid
 import warnings
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,7 @@ from scraper.errors import ConfigError, OutputError, ScraperError
 from scraper.fetch import Response
 from scraper.frontier import SQLiteFrontier
 from scraper.frontier.scheduled import ScheduledFrontier
-from scraper.parse_pool import ParseStage, open_parse_pool
+from scraper.parse_pool import InlineExecutor, ParseStage, open_parse_pool
 from scraper.pipeline import LEASES_PER_WORKER, PARSE_BACKLOG, PARSE_BATCH, _ParseJob, _Run
 from scraper.records import Request
 from scraper.sinks import CrawlOutput
@@ -494,6 +496,82 @@ def test_a_suspect_page_is_parsed_with_nothing_else_in_the_pool():
     run._feed_parser()
     assert submitted == [["http://a.example/suspect"]]
     assert list(run.parse_waiting) == waiting
+
+
+class _BreaksWhileSubmitting:
+    """A pool whose manager thread marked it broken, then shut down, while submit ran:
+    submit saw only the shutdown (RuntimeError); asked again, it says it is broken."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def submit(self, fn: Any) -> Future[Any]:
+        self.asked += 1
+        if self.asked == 1:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        raise BrokenProcessPool("a child process terminated abruptly")
+
+    def shutdown(self, **kwargs: Any) -> None:
+        pass
+
+
+def test_a_pool_that_breaks_while_a_batch_is_submitted_is_replaced(monkeypatch):
+    """The batch comes back (None) to be sent to the new pool; the crawl goes on."""
+    pools = [_BreaksWhileSubmitting(), InlineExecutor()]
+    monkeypatch.setattr("scraper.parse_pool.open_parse_pool", lambda config: pools.pop(0))
+    stage = ParseStage(Config.from_options(output=None))
+    assert stage.submit([], None) is None
+    assert stage.submit([], None).result() == []  # the new pool
+    stage.shutdown()
+
+
+def test_a_runtime_error_of_a_pool_that_is_not_broken_is_raised(monkeypatch):
+    class ShutDown(_BreaksWhileSubmitting):
+        def submit(self, fn: Any) -> Future[Any]:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr("scraper.parse_pool.open_parse_pool", lambda config: ShutDown())
+    stage = ParseStage(Config.from_options(output=None))
+    with pytest.raises(RuntimeError, match="interpreter shutdown"):
+        stage.submit([], None)
+
+
+def test_an_error_in_the_collector_ends_the_crawl_even_a_queue_empty(demo_site, monkeypatch):
+    """queue.Empty from the work on an event was taken for "no event yet", and the event was
+    dropped: its URL never finished, and the crawl waited for it for ever."""
+    import scraper.pipeline  # noqa: PLC0415
+
+    def stray(*args: Any, **kwargs: Any) -> Any:
+        raise queue.Empty
+
+    monkeypatch.setattr(scraper.pipeline, "page_for", stray)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_crawl([demo_site.url], parse="inline")
+        except BaseException as error:
+            outcome.append(error)
+
+    crawler = threading.Thread(target=run, daemon=True)
+    crawler.start()
+    crawler.join(60)
+    assert not crawler.is_alive(), "the crawl waited for the dropped URL"
+    assert [type(error) for error in outcome] == [queue.Empty]
+
+
+def test_a_robots_txt_retry_that_fails_to_start_ends_the_crawl_with_its_error(monkeypatch):
+    """It runs in a timer's thread, where an error would only be printed, and the host's
+    URLs would wait for their robots.txt for ever."""
+    run = _Run(Config.from_options(output=None), Stats())
+
+    def broken(request: Request) -> None:
+        raise OSError("no more file descriptors")
+
+    monkeypatch.setattr(run, "_submit_when_a_slot_frees", broken)
+    run._resubmit(Request("http://a.example/robots.txt", for_robots=True))
+    failed = run.events.get_nowait()
+    assert isinstance(failed.error, OSError)
 
 
 def test_redirect_chain_ends_at_the_root(demo_site):
