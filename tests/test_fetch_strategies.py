@@ -204,6 +204,10 @@ def test_broken_answers_end_in_the_same_kind(
     assert error_of(fetcher, rude_server + path).kind is kind
 
 
+def test_a_multipart_answer_is_an_answer(fetcher: Fetcher, rude_server: str) -> None:
+    assert answer_of(fetcher, rude_server + "multipart").status == 200
+
+
 def test_a_redirect_body_is_never_read(fetcher: Fetcher, rude_server: str) -> None:
     # Reading the endless body would end at the deadline, in a timeout instead of an answer.
     answer = answer_of(fetcher, rude_server + "endless-redirect")
@@ -629,6 +633,13 @@ _HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
 @_routes.get("/cut-in-headers")
 async def _cut_in_headers(request: web.Request) -> web.Response:
     return await _write_raw(request, b"HTTP/1.1 200 OK\r\nContent-Ty")
+
+
+@_routes.get("/multipart")
+async def _multipart(request: web.Request) -> web.Response:
+    """Well-formed; yet the header parser of requests notes defects for its Content-Type."""
+    body = b"--XYZ\r\nContent-Type: text/plain\r\n\r\nhello\r\n--XYZ--\r\n"
+    return web.Response(body=body, content_type="multipart/mixed; boundary=XYZ")
 
 
 @_routes.get("/not-a-header")
