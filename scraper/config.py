@@ -53,7 +53,7 @@ def usable_cpus() -> int:
 
 
 def default_parsers() -> int:
-    return usable_cpus()
+    return min(usable_cpus(), MAX_PARSERS)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,10 @@ _HOSTNAME = re.compile(
 _SCHEME_PREFIX = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _HOST_AND_PORT = re.compile(r"^[^:/?#]+:[0-9]+(?:[/?#]|$)")
 _AUTHORITY = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//([^/?#]*)")
+# What yarl, like a browser (WHATWG URL), drops before reading a URL: C0 controls and
+# spaces around it, and tabs and newlines anywhere.
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+_TAB_AND_NEWLINES = str.maketrans("", "", "\t\r\n")
 _PORT = re.compile(r"(?:^|\]|[^:\]]):([^:\]]*)$")  # after the host, an IPv6 literal's too
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
 # What errors="surrogateescape" makes of a byte that is not UTF-8.
@@ -77,7 +81,7 @@ def canonicalize(url: str, base: str | None = None) -> str:
 def _check_port(url: str) -> None:
     """yarl reads a port as Python reads a number: "+80" and "80" in full-width digits are 80,
     and it takes 0: none is a port a request can go to (RFC 3986: digits; TCP: 1-65535)."""
-    authority = _AUTHORITY.match(url)
+    authority = _AUTHORITY.match(url.strip(_C0_AND_SPACE).translate(_TAB_AND_NEWLINES))
     port = _PORT.search(authority.group(1).rpartition("@")[2]) if authority else None
     if port is None or port.group(1) == "":
         return

@@ -19,11 +19,20 @@ from scraper.config import (
     DEFAULT_TIMEOUT,
     DEFAULT_WORKERS,
     FETCH_STRATEGIES,
+    MAX_PARSERS,
     PARSE_MODES,
     USER_AGENT,
     Config,
 )
 from scraper.errors import ConfigError, ScraperError
+
+
+def test_the_default_parsers_stay_within_the_bound_on_a_large_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A CPU each, up to MAX_PARSERS: a 384-CPU machine was refused its own default."""
+    monkeypatch.setattr("scraper.config.usable_cpus", lambda: 384)
+    assert Config().parsers == MAX_PARSERS
 
 
 def test_defaults_are_valid_and_named() -> None:

@@ -493,6 +493,23 @@ def test_a_fetch_worker_that_cannot_make_its_sessions_fails_its_attempts(
     assert all(isinstance(error, PermissionError) for error in errors)
 
 
+def test_an_error_of_ours_ends_a_sequential_attempt_too(
+    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the crawl: it is recorded, as with the threads strategy."""
+
+    def faulty(self: Any, request: Request) -> Response:
+        raise ValueError("a fault of ours")
+
+    monkeypatch.setattr("scraper.fetch.http.Sessions.fetch", faulty)
+    fetcher = open_fetcher("sequential", LIMITS, workers=1)
+    try:
+        error = fetcher.submit(Request(fresh_site.url)).exception(timeout=PATIENCE)
+    finally:
+        fetcher.close()
+    assert isinstance(error, ValueError)
+
+
 def test_a_crawl_whose_fetch_workers_cannot_make_sessions_records_each_url(
     fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -550,6 +567,32 @@ def test_a_fetch_process_that_cannot_even_send_an_error_ends_rather_than_leave_i
     with pytest.raises(Exited) as exited:
         processes._send_answer(sent, threading.Lock(), 7, answered)
     assert exited.value.args == (processes.CANNOT_ANSWER,)
+    assert not received.poll(0)
+
+
+def test_a_fetch_process_ends_when_an_error_cannot_even_be_described(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Exited(Exception):
+        pass
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise MemoryError
+
+    def exit_now(code: int) -> None:
+        raise Exited(code)
+
+    def unpicklable(obj: object) -> bytes:
+        raise Unprintable
+
+    received, sent = multiprocessing.Pipe(duplex=False)
+    answered: Future[Response] = Future()
+    answered.set_result(Response("http://a.example/", 200, "OK", {}, b"", 0.1))
+    monkeypatch.setattr(processes.ForkingPickler, "dumps", unpicklable)
+    monkeypatch.setattr(processes.os, "_exit", exit_now)
+    with pytest.raises(Exited):
+        processes._send_answer(sent, threading.Lock(), 7, answered)
     assert not received.poll(0)
 
 

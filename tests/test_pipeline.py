@@ -505,7 +505,7 @@ class _BreaksWhileSubmitting:
     def __init__(self) -> None:
         self.asked = 0
 
-    def submit(self, fn: Any) -> Future[Any]:
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Future[Any]:
         self.asked += 1
         if self.asked == 1:
             raise RuntimeError("cannot schedule new futures after shutdown")
@@ -527,7 +527,7 @@ def test_a_pool_that_breaks_while_a_batch_is_submitted_is_replaced(monkeypatch):
 
 def test_a_runtime_error_of_a_pool_that_is_not_broken_is_raised(monkeypatch):
     class ShutDown(_BreaksWhileSubmitting):
-        def submit(self, fn: Any) -> Future[Any]:
+        def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Future[Any]:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
     monkeypatch.setattr("scraper.parse_pool.open_parse_pool", lambda config: ShutDown())

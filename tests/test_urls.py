@@ -64,6 +64,20 @@ def test_explicit_http_scheme_is_kept() -> None:
 
 
 @pytest.mark.parametrize(
+    "url", [" http://127.0.0.1:0/", "http:\t//127.0.0.1:0/", "http://h:+8\t0/"]
+)
+def test_a_port_is_checked_as_yarl_reads_it(url: str) -> None:
+    """Spaces around the URL dropped, tabs and newlines anywhere (as in a browser), as a
+    caller of the library or a Location header may leave them."""
+    with pytest.raises(InvalidURL, match="port"):
+        canonicalize(url)
+
+
+def test_a_port_with_a_tab_inside_is_the_port_yarl_reads() -> None:
+    assert canonicalize("http://h:8\t0/") == "http://h/"
+
+
+@pytest.mark.parametrize(
     ("line", "reason_part"),
     [
         ("ftp://example.com/file", "scheme"),

@@ -283,10 +283,10 @@ def _send_answer(
     try:
         data = ForkingPickler.dumps((job_id, future.result() if error is None else error))
     except Exception as failure:  # whatever it is, the attempt must end
-        reason = f"the answer could not be sent back: {type(failure).__name__}: {failure}"
         try:
+            reason = f"the answer could not be sent back: {type(failure).__name__}: {failure}"
             data = ForkingPickler.dumps((job_id, TransportError(reason, ErrorKind.CONNECT)))
-        except Exception:  # no memory even for that
+        except Exception:  # no memory even for that, or an error that cannot say what it is
             os._exit(CANNOT_ANSWER)
     # OSError: the crawl is closing, or gone, and nobody waits for this answer
     with sending, contextlib.suppress(OSError):

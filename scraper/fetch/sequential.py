@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 
-from scraper.errors import FetchError
 from scraper.fetch.base import Limits, Response
 from scraper.fetch.http import Sessions
 from scraper.records import Request
@@ -27,7 +26,7 @@ class SequentialFetcher:
         with self._one_at_a_time:
             try:
                 future.set_result(self._sessions.fetch(request))
-            except FetchError as error:
+            except Exception as error:  # as in the threads strategy: it ends the attempt
                 future.set_exception(error)
         return future
 
