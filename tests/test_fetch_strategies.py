@@ -545,54 +545,37 @@ def test_an_answer_that_cannot_be_pickled_is_sent_as_an_error() -> None:
     assert "could not be sent back" in error.message
 
 
+class _Unprintable(Exception):
+    """An error that cannot even say what it is (no memory for its text)."""
+
+    def __str__(self) -> str:
+        raise MemoryError
+
+
+class _Exited(Exception):
+    pass
+
+
+@pytest.mark.parametrize("pickling_fails_with", [MemoryError, _Unprintable])
 def test_a_fetch_process_that_cannot_even_send_an_error_ends_rather_than_leave_it_waiting(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, pickling_fails_with: type[Exception]
 ) -> None:
     """Its reader in the crawl then fails every attempt it held (tested above)."""
 
-    class Exited(Exception):
-        pass
-
     def exit_now(code: int) -> None:
-        raise Exited(code)
+        raise _Exited(code)
 
-    def no_memory(obj: object) -> bytes:
-        raise MemoryError
+    def refused(obj: object) -> bytes:
+        raise pickling_fails_with
 
     received, sent = multiprocessing.Pipe(duplex=False)
     answered: Future[Response] = Future()
     answered.set_result(Response("http://a.example/", 200, "OK", {}, b"", 0.1))
-    monkeypatch.setattr(processes.ForkingPickler, "dumps", no_memory)
+    monkeypatch.setattr(processes.ForkingPickler, "dumps", refused)
     monkeypatch.setattr(processes.os, "_exit", exit_now)
-    with pytest.raises(Exited) as exited:
+    with pytest.raises(_Exited) as exited:
         processes._send_answer(sent, threading.Lock(), 7, answered)
     assert exited.value.args == (processes.CANNOT_ANSWER,)
-    assert not received.poll(0)
-
-
-def test_a_fetch_process_ends_when_an_error_cannot_even_be_described(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    class Exited(Exception):
-        pass
-
-    class Unprintable(Exception):
-        def __str__(self) -> str:
-            raise MemoryError
-
-    def exit_now(code: int) -> None:
-        raise Exited(code)
-
-    def unpicklable(obj: object) -> bytes:
-        raise Unprintable
-
-    received, sent = multiprocessing.Pipe(duplex=False)
-    answered: Future[Response] = Future()
-    answered.set_result(Response("http://a.example/", 200, "OK", {}, b"", 0.1))
-    monkeypatch.setattr(processes.ForkingPickler, "dumps", unpicklable)
-    monkeypatch.setattr(processes.os, "_exit", exit_now)
-    with pytest.raises(Exited):
-        processes._send_answer(sent, threading.Lock(), 7, answered)
     assert not received.poll(0)
 
 
