@@ -475,15 +475,21 @@ class _NoMemoryToUnpickle(ForkingPickler):
         raise MemoryError
 
 
-def test_a_fetch_worker_that_cannot_make_its_sessions_fails_its_attempts(
-    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Rather than die and leave them unanswered: the crawl waited for them forever."""
+@pytest.fixture
+def sessions_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fetch thread cannot make its Sessions, as under a home it may not read."""
 
     def unusable(limits: Limits) -> Any:
         raise PermissionError(13, "Permission denied", "/home/nobody/.netrc")
 
     monkeypatch.setattr("scraper.fetch.threads.Sessions", unusable)
+
+
+@pytest.mark.usefixtures("sessions_refused")
+def test_a_fetch_worker_that_cannot_make_its_sessions_fails_its_attempts(
+    fresh_site: RunningSite,
+) -> None:
+    """Rather than die and leave them unanswered: the crawl waited for them forever."""
     fetcher = open_fetcher("threads", LIMITS, workers=2)
     try:
         futures = [fetcher.submit(Request(fresh_site.url)) for _ in range(3)]
@@ -510,13 +516,10 @@ def test_an_error_of_ours_ends_a_sequential_attempt_too(
     assert isinstance(error, ValueError)
 
 
+@pytest.mark.usefixtures("sessions_refused")
 def test_a_crawl_whose_fetch_workers_cannot_make_sessions_records_each_url(
-    fresh_site: RunningSite, monkeypatch: pytest.MonkeyPatch
+    fresh_site: RunningSite,
 ) -> None:
-    def unusable(limits: Limits) -> Any:
-        raise PermissionError(13, "Permission denied", "/home/nobody/.netrc")
-
-    monkeypatch.setattr("scraper.fetch.threads.Sessions", unusable)
     pages = list(
         crawl(
             [fresh_site.url_for("/page/1"), fresh_site.url_for("/page/2")],
