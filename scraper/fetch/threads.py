@@ -109,4 +109,6 @@ def _run(fetch: Callable[[Request], Response], request: Request, future: Future[
 
 
 def _refuse(error: Exception, request: Request) -> Response:
-    raise error
+    # Raised afresh for each job: raised as it is, it would gather every earlier raise's
+    # frames in its traceback.
+    raise error.with_traceback(None)
