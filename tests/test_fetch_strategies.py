@@ -42,6 +42,9 @@ PATIENCE = 10 * LIMITS.timeout  # only reached when something hangs; never what 
 # For close() tests: long enough that a close() that waited for the stall would show.
 STALLED = Limits(timeout=3.0, max_bytes=LIMITS.max_bytes, user_agent=LIMITS.user_agent)
 REFUSED = "http://127.0.0.1:1/"
+# The rude server's answers start so; a whole head ends so.
+_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+_WHOLE_HEAD = _HEAD + b"Content-Length: 0\r\n\r\n"
 HAS_BROTLI = any(importlib.util.find_spec(name) for name in ("brotli", "brotlicffi"))
 
 
@@ -194,8 +197,13 @@ def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningS
         ("content-length-abc", ErrorKind.PROTOCOL),
         ("content-length-twice", ErrorKind.PROTOCOL),
         ("content-length-and-chunks", ErrorKind.PROTOCOL),
-        ("cut-in-headers", ErrorKind.CONNECT),  # requests made it an empty 200
         ("not-a-header", ErrorKind.PROTOCOL),  # requests made it a 200
+        # requests made each of these a 200: an empty one for a cut in the head
+        *((f"cut-head/{cut}", ErrorKind.CONNECT) for cut in range(len(_WHOLE_HEAD) - 1)),
+        ("header-line-too-long", ErrorKind.PROTOCOL),  # not a cut, for all it has no end
+        ("status-099", ErrorKind.PROTOCOL),
+        ("nul-in-header", ErrorKind.PROTOCOL),
+        ("content-length-over-64-bits", ErrorKind.PROTOCOL),  # was too_large
     ],
 )
 def test_broken_answers_end_in_the_same_kind(
@@ -655,13 +663,30 @@ async def _cut_short(request: web.Request) -> web.Response:
     return await _write_raw(request, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this")
 
 
-# Framing that RFC 9112 calls an error, and aiohttp's parser refuses; requests would not.
-_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+@_routes.get("/cut-head/{at}")
+async def _cut_head(request: web.Request) -> web.Response:
+    """The head of an answer, cut off after `at` bytes (every one of them before its end)."""
+    return await _write_raw(request, _WHOLE_HEAD[: int(request.match_info["at"])])
 
 
-@_routes.get("/cut-in-headers")
-async def _cut_in_headers(request: web.Request) -> web.Response:
-    return await _write_raw(request, b"HTTP/1.1 200 OK\r\nContent-Ty")
+@_routes.get("/header-line-too-long")
+async def _header_line_too_long(request: web.Request) -> web.Response:
+    return await _write_raw(request, _HEAD + b"X-Long: " + b"x" * 100_000 + b"\r\n\r\n")
+
+
+@_routes.get("/status-099")
+async def _status_099(request: web.Request) -> web.Response:
+    return await _write_raw(request, b"HTTP/1.1 099 Early\r\nContent-Length: 2\r\n\r\nhi")
+
+
+@_routes.get("/nul-in-header")
+async def _nul_in_header(request: web.Request) -> web.Response:
+    return await _write_raw(request, _HEAD + b"X-Note: a\0b\r\nContent-Length: 2\r\n\r\nhi")
+
+
+@_routes.get("/content-length-over-64-bits")
+async def _content_length_over_64_bits(request: web.Request) -> web.Response:
+    return await _write_raw(request, _HEAD + b"Content-Length: %d\r\n\r\nhi" % 2**64)
 
 
 @_routes.get("/multipart")

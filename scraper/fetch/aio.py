@@ -44,7 +44,7 @@ from scraper.fetch.exchange import (
     ErrorTable,
     fold_headers,
     is_public,
-    refuse_bad_framing,
+    refuse_bad_head,
     refuse_private,
     refuse_undecodable,
 )
@@ -132,7 +132,7 @@ async def _fetch_once(
     """GET `url` once, without following redirects; the body is not read for a redirect."""
     async with session.get(url, allow_redirects=False) as answer:
         headers = fold_headers(answer.headers.items())
-        refuse_bad_framing(headers)  # aiohttp's parser has refused most already
+        refuse_bad_head(answer.status, headers)  # aiohttp's parser has refused most
         body = b""
         if answer.status not in REDIRECT_STATUSES:
             refuse_undecodable(headers, _DECODABLE)

@@ -1,7 +1,8 @@
 """What every strategy does the same way with one HTTP exchange, whichever library carries it.
 
     fold_headers        lower-case names, repeated headers joined with ", "
-    refuse_bad_framing  a Content-Length that is not one plain number is `protocol`
+    refuse_bad_head     a status below 100, a NUL in a header, or a Content-Length that is
+                        not one plain number of at most 64 bits is `protocol`
     refuse_undecodable  a Content-Encoding the library cannot decode is `decode`, not a page
     BodyBudget          the size cap (counted after decompression) and the attempt's deadline
     refuse_private      the connect-time guard of `Request.public_only`
@@ -35,23 +36,41 @@ def fold_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return folded
 
 
-def refuse_bad_framing(headers: dict[str, str]) -> None:
+def refuse_bad_head(status: int, headers: dict[str, str]) -> None:
+    """Raise `protocol` for a response head that aiohttp's parser refuses and http.client
+    takes, so that a record does not depend on `--fetch`.
+
+    - A status below 100 ("099"): a status is three digits from 100 (RFC 9110, 15). The
+      ones above 599 stay answers, as both libraries read them: "999" is what some sites
+      answer a crawler with.
+    - A NUL in a header value, which RFC 9110 (5.5) says to refuse or replace.
+    - The framing, below.
+    """
+    if status < 100:
+        raise TransportError(f"status {status:03d} is not an HTTP status", ErrorKind.PROTOCOL)
+    if any("\0" in value for value in headers.values()):
+        raise TransportError("a NUL byte in a header value", ErrorKind.PROTOCOL)
+    _refuse_bad_framing(headers)
+
+
+def _refuse_bad_framing(headers: dict[str, str]) -> None:
     """Raise `protocol` for a Content-Length that is not one plain number (empty, signed,
-    "abc", or repeated: folded into "4, 4"), or that comes with a Transfer-Encoding,
-    whatever the status.
+    "abc", or repeated: folded into "4, 4"), that overflows 64 bits, or that comes with a
+    Transfer-Encoding, whatever the status.
 
     RFC 9112 (6.3) makes an invalid Content-Length an unrecoverable error and says one with
     a Transfer-Encoding "ought to be handled as an error" (it is how responses are split);
     a repeated equal value may be refused or read as one (RFC 9110, 8.6). aiohttp's parser
-    refuses all of them; requests reads on to the end of the connection, or decodes the
-    chunks, and calls what came a page. So they are refused here for every strategy, and a
-    record does not depend on `--fetch`.
+    refuses all of them, and a length it cannot hold in 64 bits; requests reads on to the
+    end of the connection, or decodes the chunks, and calls what came a page (or, for the
+    huge length, too large).
     """
     declared = headers.get("content-length")
     if declared is None:
         return
-    if not _is_digits(declared.strip(" \t")):
-        raise TransportError(f"invalid Content-Length {declared!r}", ErrorKind.PROTOCOL)
+    digits = declared.strip(" \t")
+    if not _is_digits(digits) or int(digits) >= 2**64:
+        raise TransportError(f"invalid Content-Length {declared[:80]!r}", ErrorKind.PROTOCOL)
     if "transfer-encoding" in headers:
         raise TransportError("both Content-Length and Transfer-Encoding", ErrorKind.PROTOCOL)
 

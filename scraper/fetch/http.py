@@ -16,15 +16,17 @@ A redirect's body is never read: the connection is closed instead.
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import socket
 import time
 import urllib.request
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 import requests.adapters
+import urllib3
 import urllib3.exceptions
 import urllib3.response
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -38,7 +40,7 @@ from scraper.fetch.exchange import (
     BodyBudget,
     ErrorTable,
     fold_headers,
-    refuse_bad_framing,
+    refuse_bad_head,
     refuse_private,
     refuse_undecodable,
 )
@@ -55,9 +57,8 @@ def new_session(limits: Limits, *, public_only: bool = False) -> requests.Sessio
     session.headers["User-Agent"] = limits.user_agent
     if public_only or not _environment_matters():
         _settle_environment(session)
-    if public_only:
-        for prefix in ("http://", "https://"):
-            session.mount(prefix, _PublicOnlyAdapter())
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, _PublicOnlyAdapter() if public_only else _Adapter())
     return session
 
 
@@ -127,9 +128,9 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
     started = time.monotonic()
     try:
         with _get(session, url, timeout=(limits.timeout, limits.timeout)) as answer:
-            _refuse_garbled_headers(answer)
+            _refuse_non_header_lines(answer)
             headers = fold_headers(answer.raw.headers.items())
-            refuse_bad_framing(headers)
+            refuse_bad_head(answer.status_code, headers)
             body = b""
             if answer.status_code not in REDIRECT_STATUSES:
                 refuse_undecodable(headers, urllib3.response.HTTPResponse.CONTENT_DECODERS)
@@ -163,14 +164,10 @@ def _get(session: requests.Session, url: str, timeout: tuple[float, float]) -> r
     return session.send(prepared, stream=True, allow_redirects=False, timeout=timeout)
 
 
-def _refuse_garbled_headers(answer: requests.Response) -> None:
-    """Raise for headers that did not end as HTTP says, which aiohttp's parser refuses.
-
-    http.client ends the headers at a line that is not a header, or at the end of the
-    connection, keeps what is left as the start of the body and only notes it (urllib3
-    logs it): a connection cut in the middle of a header passed for a complete, empty 200.
-    Cut off in a line, it is `connect` (broke off mid-response); a whole line that is not a
-    header, `protocol`.
+def _refuse_non_header_lines(answer: requests.Response) -> None:
+    """Raise `protocol` for a line among the headers that is not a header, which aiohttp's
+    parser refuses. http.client ends the headers there, keeps the rest as the start of the
+    body and only notes it (urllib3 logs it): the answer passed for a page.
     """
     original = getattr(answer.raw, "_original_response", None)
     if not isinstance(original, http.client.HTTPResponse):
@@ -178,13 +175,10 @@ def _refuse_garbled_headers(answer: requests.Response) -> None:
     # What came after the last line read as a header. (The message's defects are no
     # guide: a multipart Content-Type alone adds two, its boundary not being found.)
     unparsed = original.msg.get_payload()
-    if not isinstance(unparsed, str) or not unparsed:
-        return
-    if not unparsed.endswith("\n"):
+    if isinstance(unparsed, str) and unparsed:
         raise TransportError(
-            f"the connection ended inside the headers, at {unparsed[:80]!r}", ErrorKind.CONNECT
+            f"a header line is not a header: {unparsed[:80]!r}", ErrorKind.PROTOCOL
         )
-    raise TransportError(f"a header line is not a header: {unparsed[:80]!r}", ErrorKind.PROTOCOL)
 
 
 def _read_body(answer: requests.Response, budget: BodyBudget) -> bytes:
@@ -225,10 +219,69 @@ ERRORS = ErrorTable(
 )
 
 
-# -- the connect-time guard ------------------------------------------------------------------
+# -- the connections: a whole response head, and the connect-time guard ----------------------
 
 
-class _PublicOnlyConnection(HTTPConnection):
+class _WholeHeadResponse(http.client.HTTPResponse):
+    """A response whose head must arrive whole: every line of it ends in a line feed.
+
+    http.client reads the status line and the headers line by line and takes the end of
+    the connection for the end of the head. A connection cut anywhere in it ("HTTP/1.1 200",
+    "Content-Type:", or right after a header line) passed for a complete 200 with an empty
+    body, where aiohttp says the server disconnected: `connect` here too.
+    """
+
+    def begin(self) -> None:
+        watched = _LineEnds(self.fp)
+        self.fp = watched  # type: ignore[assignment]
+        try:
+            super().begin()  # which reads the head with readline, and may close the file
+        except http.client.HTTPException as error:
+            # A status line cut off is a bad one to http.client ("HTTP/1.1 20")
+            if watched.cut is None or isinstance(error, http.client.RemoteDisconnected):
+                raise
+            raise _head_cut_off(watched.cut) from error
+        finally:
+            if self.fp is not None:  # not closed
+                self.fp = watched.lines
+        if watched.cut is not None:
+            raise _head_cut_off(watched.cut)
+
+
+def _head_cut_off(cut: bytes) -> TransportError:
+    return TransportError(
+        f"the connection ended inside the response head, at {cut[-80:]!r}", ErrorKind.CONNECT
+    )
+
+
+class _LineEnds:
+    """A binary file's readline that notes the first line the end of the file cut off:
+    one that ends in no line feed although the limit was not reached, or no line at all.
+    That is all the head is read with."""
+
+    def __init__(self, lines: io.BufferedReader) -> None:
+        self.lines = lines
+        self.cut: bytes | None = None
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = self.lines.readline(limit)
+        if self.cut is None and not line.endswith(b"\n") and not 0 <= limit <= len(line):
+            self.cut = line
+        return line
+
+    def close(self) -> None:
+        self.lines.close()
+
+
+class _Connection(HTTPConnection):
+    response_class = _WholeHeadResponse
+
+
+class _HTTPSConnection(_Connection, HTTPSConnection):
+    pass
+
+
+class _PublicOnlyConnection(_Connection):
     """Refuses a peer that is not a global address, right after the TCP connect.
 
     `_new_conn` is where urllib3 opens the socket, for http and https alike, before any
@@ -249,6 +302,14 @@ class _PublicOnlyHTTPSConnection(_PublicOnlyConnection, HTTPSConnection):
     pass
 
 
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
 class _PublicOnlyHTTPPool(HTTPConnectionPool):
     ConnectionCls = _PublicOnlyConnection
 
@@ -257,12 +318,29 @@ class _PublicOnlyHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _PublicOnlyHTTPSConnection
 
 
-class _PublicOnlyAdapter(requests.adapters.HTTPAdapter):
-    """An adapter whose pools make only guarded connections."""
+class _Adapter(requests.adapters.HTTPAdapter):
+    """An adapter whose pools, direct or through an HTTP proxy, make our connections."""
+
+    pool_classes: ClassVar[dict[str, type[HTTPConnectionPool]]] = {
+        "http": _HTTPPool,
+        "https": _HTTPSPool,
+    }
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _PublicOnlyHTTPPool,
-            "https": _PublicOnlyHTTPSPool,
-        }
+        self.poolmanager.pool_classes_by_scheme = self.pool_classes
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.ProxyManager):  # not SOCKS: its pools are its own
+            manager.pool_classes_by_scheme = self.pool_classes
+        return manager
+
+
+class _PublicOnlyAdapter(_Adapter):
+    """An adapter whose pools make only guarded connections (it is never given a proxy)."""
+
+    pool_classes: ClassVar[dict[str, type[HTTPConnectionPool]]] = {
+        "http": _PublicOnlyHTTPPool,
+        "https": _PublicOnlyHTTPSPool,
+    }
