@@ -73,6 +73,8 @@ def canonicalize(url: str, base: str | None = None) -> str:
             f"invalid host {host[:80]!r}: a name is at most 253 characters, 63 a label"
         )
     _check_port(url)
+    if _NUMERIC_HOST.match(host.removesuffix(".")):
+        parsed = parsed.with_host(_dotted_quad(host))
     text = str(parsed.with_fragment(None))
     # yarl leaves the root path implicit ("http://h"); the canonical form spells it out.
     return text if parsed.raw_path != "/" or text.endswith("/") or "?" in text else text + "/"
@@ -88,6 +90,17 @@ def _check_port(url: str) -> None:
     digits = port.group(1)
     if not (digits.isascii() and digits.isdigit()) or int(digits) == 0:
         raise InvalidURL(f"invalid port {digits!r}")
+
+
+def _dotted_quad(host: str) -> str:
+    """A host of numbers as a browser reads it (WHATWG URL's IPv4 parser, which reads like
+    inet_aton): "127.1", "2130706433", "0x7f.0.0.1" and "127.0.0.1." are 127.0.0.1. The
+    resolver connects there; aiohttp (yarl) refuses the URL; and one address should have
+    one spelling. Numbers that make no address ("1.2.3.09", "256.0.0.1") are no URL."""
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host.removesuffix(".")))
+    except OSError:
+        raise InvalidURL(f"invalid IPv4 address {host!r}") from None
 
 
 def resolution_base(reference: str, base: str) -> str | None:

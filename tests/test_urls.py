@@ -223,6 +223,14 @@ def test_read_url_list_is_lazy() -> None:
         # IP literals
         ("http://127.0.0.1:8000", "http://127.0.0.1:8000/"),
         ("http://[2001:DB8::1]/", "http://[2001:db8::1]/"),
+        # IPv4 in numbers other than dotted-quad, as browsers and the resolver read it
+        ("http://127.1:8000/x", "http://127.0.0.1:8000/x"),
+        ("http://0/", "http://0.0.0.0/"),
+        ("http://2130706433/", "http://127.0.0.1/"),
+        ("http://0x7F.0.0.1/", "http://127.0.0.1/"),
+        ("http://017700000001/", "http://127.0.0.1/"),
+        ("http://user@1.2.3.4./", "http://user@1.2.3.4/"),
+        ("http://example.com./", "http://example.com./"),  # a name keeps its dot
     ],
 )
 def test_canonical_form(url: str, expected: str) -> None:
@@ -277,6 +285,8 @@ def test_resolution_against_base_can_reach_a_bad_scheme() -> None:
         "http://example.com:99999/",
         "http://example.com:-1/",
         "http://example.com:abc/",
+        "http://1.2.3.09/",  # 09 is no octal number
+        "http://256.0.0.1/",
         "http:///nohost",
         "http://",
         "ftp://example.com/",
