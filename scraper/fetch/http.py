@@ -10,7 +10,9 @@ A request with `public_only` goes through a Session of its own whose connections
 address they reached right after the TCP connect, before TLS or a byte of HTTP is sent, and
 close it when it is not global. The two Sessions never share a connection pool, so a
 guarded request cannot reuse a connection opened, unchecked, by an unguarded one.
-A redirect's body is never read: the connection is closed instead.
+A redirect's body is never read: the connection is closed instead. Every connection
+checks that the response head arrived whole (`_WholeHeadResponse`): http.client would take
+the end of the connection for the end of the headers.
 """
 
 from __future__ import annotations
