@@ -13,6 +13,7 @@ different resource than the page linked.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import re
@@ -238,8 +239,13 @@ def _www_siblings(host: str) -> frozenset[str]:
 
 
 def _ascii_domain(domain: str) -> str:
-    """A domain as hosts appear in canonical URLs: lower-case, IDNA-encoded."""
-    return yarl.URL.build(scheme="http", host=domain.strip(".")).raw_host or domain.lower()
+    """A domain as hosts appear in canonical URLs: lower-case, IDNA-encoded, an IPv4
+    address in numbers dotted-quad."""
+    domain = domain.strip(".")
+    if _NUMERIC_HOST.match(domain):
+        with contextlib.suppress(InvalidURL):  # no address: it matches nothing either way
+            return _dotted_quad(domain)
+    return yarl.URL.build(scheme="http", host=domain).raw_host or domain.lower()
 
 
 def is_private(url: str) -> bool:

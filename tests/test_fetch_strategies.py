@@ -26,6 +26,8 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import pytest
+import requests
+import requests.adapters
 import yarl
 from aiohttp import web
 
@@ -34,6 +36,7 @@ from scraper.config import FETCH_STRATEGIES
 from scraper.demo import RunningSite
 from scraper.errors import ErrorKind, FetchError, ScraperError
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher, processes
+from scraper.fetch.http import fetch_once
 from scraper.fetch.processes import ProcessFetcher
 from scraper.records import Request
 
@@ -45,6 +48,7 @@ REFUSED = "http://127.0.0.1:1/"
 # The rude server's answers start so; a whole head ends so.
 _HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
 _WHOLE_HEAD = _HEAD + b"Content-Length: 0\r\n\r\n"
+_INVALID_CUTS = (b"hello", b"HTTX/1.1 200 OK", b"HTTP/1.1 2x0 OK", _HEAD + b"Bad Name: x")
 HAS_BROTLI = any(importlib.util.find_spec(name) for name in ("brotli", "brotlicffi"))
 
 
@@ -201,6 +205,8 @@ def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningS
         # requests made each of these a 200: an empty one for a cut in the head
         *((f"cut-head/{cut}", ErrorKind.CONNECT) for cut in range(len(_WHOLE_HEAD) - 1)),
         ("header-line-too-long", ErrorKind.PROTOCOL),  # not a cut, for all it has no end
+        # ended by the connection, but no start of a valid head either
+        *((f"cut-invalid/{index}", ErrorKind.PROTOCOL) for index in range(len(_INVALID_CUTS))),
         ("status-099", ErrorKind.PROTOCOL),
         ("nul-in-header", ErrorKind.PROTOCOL),
         ("content-length-over-64-bits", ErrorKind.PROTOCOL),  # was too_large
@@ -210,6 +216,16 @@ def test_broken_answers_end_in_the_same_kind(
     fetcher: Fetcher, rude_server: str, path: str, kind: ErrorKind
 ) -> None:
     assert error_of(fetcher, rude_server + path).kind is kind
+
+
+def test_a_cut_head_is_connect_on_a_connection_of_the_library_too(rude_server: str) -> None:
+    """Through a SOCKS proxy, requests makes its own connections, without the head check:
+    the check on what followed the headers still tells a line cut off (`connect`)."""
+    with requests.Session() as session:
+        session.mount("http://", requests.adapters.HTTPAdapter())
+        with pytest.raises(FetchError) as caught:
+            fetch_once(session, rude_server + "cut-head/27", LIMITS)
+    assert caught.value.kind is ErrorKind.CONNECT
 
 
 def test_a_multipart_answer_is_an_answer(fetcher: Fetcher, rude_server: str) -> None:
@@ -667,6 +683,11 @@ async def _cut_short(request: web.Request) -> web.Response:
 async def _cut_head(request: web.Request) -> web.Response:
     """The head of an answer, cut off after `at` bytes (every one of them before its end)."""
     return await _write_raw(request, _WHOLE_HEAD[: int(request.match_info["at"])])
+
+
+@_routes.get("/cut-invalid/{index}")
+async def _cut_invalid(request: web.Request) -> web.Response:
+    return await _write_raw(request, _INVALID_CUTS[int(request.match_info["index"])])
 
 
 @_routes.get("/header-line-too-long")

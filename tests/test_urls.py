@@ -375,6 +375,12 @@ def test_allow_domains_is_not_a_bare_suffix_match() -> None:
     assert not scope.contains("http://com/")
 
 
+def test_allow_domains_in_ipv4_numbers_match_the_canonical_address() -> None:
+    scope = Scope.around([], ["127.1"])
+    assert scope.contains(canonicalize("http://127.1/x"))
+    assert scope.contains("http://127.0.0.1/x")
+
+
 def test_allow_domains_accept_international_domain_names() -> None:
     # Canonical URLs carry IDNA (punycode) hosts, so `--allow-domain bücher.de` must match them.
     scope = Scope.around([], ["bücher.de"])

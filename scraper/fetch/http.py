@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import io
 import os
+import re
 import socket
 import time
 import urllib.request
@@ -177,10 +178,11 @@ def _refuse_non_header_lines(answer: requests.Response) -> None:
     # What came after the last line read as a header. (The message's defects are no
     # guide: a multipart Content-Type alone adds two, its boundary not being found.)
     unparsed = original.msg.get_payload()
-    if isinstance(unparsed, str) and unparsed:
-        raise TransportError(
-            f"a header line is not a header: {unparsed[:80]!r}", ErrorKind.PROTOCOL
-        )
+    if not isinstance(unparsed, str) or not unparsed:
+        return
+    if not unparsed.endswith("\n"):  # on a connection that is not ours (a SOCKS proxy's)
+        raise _head_cut_off(unparsed.encode("iso-8859-1", "replace"))
+    raise _not_a_header(unparsed)
 
 
 def _read_body(answer: requests.Response, budget: BodyBudget) -> bytes:
@@ -239,21 +241,35 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         try:
             super().begin()  # which reads the head with readline, and may close the file
         except http.client.HTTPException as error:
-            # A status line cut off is a bad one to http.client ("HTTP/1.1 20")
-            if watched.cut is None or isinstance(error, http.client.RemoteDisconnected):
+            # A status line cut off is a bad one to http.client ("HTTP/1.1 20"); one that
+            # could not have become a status line stays `protocol`, as aiohttp says.
+            if watched.cut is None or not watched.cut_could_be_whole:
                 raise
             raise _head_cut_off(watched.cut) from error
         finally:
             if self.fp is not None:  # not closed
                 self.fp = watched.lines
         if watched.cut is not None:
+            if not watched.cut_could_be_whole:
+                raise _not_a_header(watched.cut)
             raise _head_cut_off(watched.cut)
+
+
+# What a status line or a header line can start with: all a cut leaves of a valid one.
+_STATUS_LINE_START = re.compile(
+    rb"H(T(T(P(/([0-9](\.([0-9]( ([0-9]([0-9]([0-9]( [^\r\n]*)?)?)?)?)?)?)?)?)?)?)?)?\r?"
+)
+_HEADER_LINE_START = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*(:[^\r\n]*)?\r?")
 
 
 def _head_cut_off(cut: bytes) -> TransportError:
     return TransportError(
         f"the connection ended inside the response head, at {cut[-80:]!r}", ErrorKind.CONNECT
     )
+
+
+def _not_a_header(line: bytes | str) -> TransportError:
+    return TransportError(f"a header line is not a header: {line[:80]!r}", ErrorKind.PROTOCOL)
 
 
 class _LineEnds:
@@ -264,11 +280,16 @@ class _LineEnds:
     def __init__(self, lines: io.BufferedReader) -> None:
         self.lines = lines
         self.cut: bytes | None = None
+        self.cut_could_be_whole = False  # the cut line is the start of a valid one
+        self._status_line_next = True  # first, and after a 1xx answer's blank line
 
     def readline(self, limit: int = -1) -> bytes:
         line = self.lines.readline(limit)
         if self.cut is None and not line.endswith(b"\n") and not 0 <= limit <= len(line):
             self.cut = line
+            start = _STATUS_LINE_START if self._status_line_next else _HEADER_LINE_START
+            self.cut_could_be_whole = bool(start.fullmatch(line))
+        self._status_line_next = line in (b"\r\n", b"\n")
         return line
 
     def close(self) -> None:
