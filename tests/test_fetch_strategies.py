@@ -228,6 +228,12 @@ def test_a_cut_head_is_connect_on_a_connection_of_the_library_too(rude_server: s
     assert caught.value.kind is ErrorKind.CONNECT
 
 
+@pytest.mark.parametrize("interim", [b"100 Continue", b"102 Processing", b"103 Early Hints"])
+def test_interim_answers_are_read_past(fetcher: Fetcher, rude_server: str, interim: bytes) -> None:
+    answer = answer_of(fetcher, rude_server + "interim/" + interim[:3].decode())
+    assert (answer.status, answer.body) == (200, b"hi")
+
+
 def test_a_multipart_answer_is_an_answer(fetcher: Fetcher, rude_server: str) -> None:
     assert answer_of(fetcher, rude_server + "multipart").status == 200
 
@@ -688,6 +694,13 @@ async def _cut_head(request: web.Request) -> web.Response:
 @_routes.get("/cut-invalid/{index}")
 async def _cut_invalid(request: web.Request) -> web.Response:
     return await _write_raw(request, _INVALID_CUTS[int(request.match_info["index"])])
+
+
+@_routes.get("/interim/{status}")
+async def _interim(request: web.Request) -> web.Response:
+    interim = b"HTTP/1.1 %s Interim\r\nLink: </style.css>; rel=preload\r\n\r\n"
+    final = _HEAD + b"Connection: close\r\nContent-Length: 2\r\n\r\nhi"
+    return await _write_raw(request, interim % request.match_info["status"].encode() + final)
 
 
 @_routes.get("/header-line-too-long")

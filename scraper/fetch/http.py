@@ -254,6 +254,16 @@ class _WholeHeadResponse(http.client.HTTPResponse):
                 raise _not_a_header(watched.cut)
             raise _head_cut_off(watched.cut)
 
+    def _read_status(self) -> tuple[str, int, str]:
+        """http.client's, reading on past the interim answers it does not know (102
+        Processing, 103 Early Hints) as it does past 100 Continue: the final answer is the
+        one recorded, as with aiohttp. 101 Switching Protocols is final: we never ask."""
+        version, status, reason = super()._read_status()  # type: ignore[misc]
+        while 101 < status < 200:
+            http.client.parse_headers(self.fp)  # the interim answer's, dropped
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+        return version, status, reason
+
 
 # What a status line or a header line can start with: all a cut leaves of a valid one.
 _STATUS_LINE_START = re.compile(
