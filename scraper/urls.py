@@ -74,8 +74,9 @@ def canonicalize(url: str, base: str | None = None) -> str:
             f"invalid host {host[:80]!r}: a name is at most 253 characters, 63 a label"
         )
     _check_port(url)
-    if _NUMERIC_HOST.match(host.removesuffix(".")):
-        parsed = parsed.with_host(_dotted_quad(host))
+    address = _numbers_as_ipv4(host)
+    if address is not None:
+        parsed = parsed.with_host(address)
     text = str(parsed.with_fragment(None))
     # yarl leaves the root path implicit ("http://h"); the canonical form spells it out.
     return text if parsed.raw_path != "/" or text.endswith("/") or "?" in text else text + "/"
@@ -93,13 +94,17 @@ def _check_port(url: str) -> None:
         raise InvalidURL(f"invalid port {digits!r}")
 
 
-def _dotted_quad(host: str) -> str:
-    """A host of numbers as a browser reads it (WHATWG URL's IPv4 parser, which reads like
-    inet_aton): "127.1", "2130706433", "0x7f.0.0.1" and "127.0.0.1." are 127.0.0.1. The
-    resolver connects there; aiohttp (yarl) refuses the URL; and one address should have
-    one spelling. Numbers that make no address ("1.2.3.09", "256.0.0.1") are no URL."""
+def _numbers_as_ipv4(host: str) -> str | None:
+    """A host of numbers, dotted-quad as a browser reads it (WHATWG URL's IPv4 parser, which
+    reads like inet_aton): "127.1", "2130706433", "0x7f.0.0.1" and "127.0.0.1." are
+    127.0.0.1. The resolver connects there; aiohttp (yarl) refuses the URL; and one address
+    should have one spelling. None for a host that is not numbers; InvalidURL for numbers
+    that make no address ("1.2.3.09", "256.0.0.1")."""
+    numbers = host.removesuffix(".").lower()
+    if not _NUMERIC_HOST.match(numbers):
+        return None
     try:
-        return socket.inet_ntoa(socket.inet_aton(host.removesuffix(".")))
+        return socket.inet_ntoa(socket.inet_aton(numbers))
     except OSError:
         raise InvalidURL(f"invalid IPv4 address {host!r}") from None
 
@@ -242,9 +247,10 @@ def _ascii_domain(domain: str) -> str:
     """A domain as hosts appear in canonical URLs: lower-case, IDNA-encoded, an IPv4
     address in numbers dotted-quad."""
     domain = domain.strip(".")
-    if _NUMERIC_HOST.match(domain):
-        with contextlib.suppress(InvalidURL):  # no address: it matches nothing either way
-            return _dotted_quad(domain)
+    with contextlib.suppress(InvalidURL):  # no address: it matches nothing either way
+        address = _numbers_as_ipv4(domain)
+        if address is not None:
+            return address
     return yarl.URL.build(scheme="http", host=domain).raw_host or domain.lower()
 
 
@@ -278,12 +284,11 @@ def _is_private_host(host: str) -> bool:
 def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
     """The address of a host the resolver reads as IPv4 although it is not dotted-quad:
     "127.1", "2130706433", "0x7f000001" all mean 127.0.0.1 to inet_aton."""
-    if not _NUMERIC_HOST.match(host):
-        return None
     try:
-        return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
+        address = _numbers_as_ipv4(host)
+    except InvalidURL:
         return None
+    return None if address is None else ipaddress.IPv4Address(address)
 
 
 def has_fetchable_scheme(href: str) -> bool:
