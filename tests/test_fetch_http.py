@@ -233,7 +233,6 @@ def test_gzip_body_is_decompressed(mock: responses.RequestsMock, session: reques
         (requests.exceptions.ConnectTimeout("connect timed out"), ErrorKind.TIMEOUT),
         (requests.exceptions.SSLError("certificate verify failed"), ErrorKind.TLS),
         (requests.exceptions.ChunkedEncodingError("broken chunk"), ErrorKind.CONNECT),
-        (requests.exceptions.ContentDecodingError("bad gzip"), ErrorKind.DECODE),
         (requests.exceptions.InvalidURL("bad url"), ErrorKind.INVALID_URL),
     ],
 )

@@ -2,8 +2,9 @@
 
 Against the demo site (its pages and its hostile routes) and a small server of this
 module's own (`rude_server`) for misbehaviour the demo site does not have: a bad status
-line, a hang-up, a body cut short, a body that is not the gzip it claims, a redirect whose
-body never ends. It also echoes the User-Agent it received.
+line, a hang-up, a head or a body cut short, compressed bodies whole, broken or followed
+by garbage, a redirect whose body never ends. It also echoes the User-Agent and the
+Accept-Encoding it received.
 Time bounds are generous (PATIENCE): they catch hangs, they do not measure speed.
 """
 
@@ -12,19 +13,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gzip
 import hashlib
-import importlib.util
 import multiprocessing
 import multiprocessing.connection
 import os
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
+import brotli  # type: ignore[import-untyped]
 import pytest
 import requests
 import requests.adapters
@@ -36,6 +39,7 @@ from scraper.config import FETCH_STRATEGIES
 from scraper.demo import RunningSite
 from scraper.errors import ErrorKind, FetchError, ScraperError
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher, processes
+from scraper.fetch.decoding import ACCEPT_ENCODING
 from scraper.fetch.http import fetch_once
 from scraper.fetch.processes import ProcessFetcher
 from scraper.records import Request
@@ -49,7 +53,55 @@ REFUSED = "http://127.0.0.1:1/"
 _HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
 _WHOLE_HEAD = _HEAD + b"Content-Length: 0\r\n\r\n"
 _INVALID_CUTS = (b"hello", b"HTTX/1.1 200 OK", b"HTTP/1.1 2x0 OK", _HEAD + b"Bad Name: x")
-HAS_BROTLI = any(importlib.util.find_spec(name) for name in ("brotli", "brotlicffi"))
+_CHUNKED = _HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+# Answers written as they are, then the connection closed: /raw/{name}.
+_RAW_ANSWERS = {
+    "bad-status-line": b"HELLO, NOT HTTP\r\n\r\n",
+    "hang-up": b"",
+    "cut-short": b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this",
+    "header-line-too-long": _HEAD + b"X-Long: " + b"x" * 100_000 + b"\r\n\r\n",
+    "header-line-of-10-kb": _HEAD
+    + b"X-Long: "
+    + b"x" * 10_000
+    + b"\r\nContent-Length: 2\r\n\r\nhi",
+    "99-headers": _HEAD + b"X-Many: 1\r\n" * 97 + b"Content-Length: 2\r\n\r\nhi",
+    "100-headers": _HEAD + b"X-Many: 1\r\n" * 98 + b"Content-Length: 2\r\n\r\nhi",
+    "status-099": b"HTTP/1.1 099 Early\r\nContent-Length: 2\r\n\r\nhi",
+    "version-2.0": b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+    "version-1.2": b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+    "nul-in-header": _HEAD + b"X-Note: a\0b\r\nContent-Length: 2\r\n\r\nhi",
+    "not-a-header": _HEAD + b"no colon here\r\n\r\n<p>page</p>",
+    "content-length-abc": _HEAD + b"Content-Length: abc\r\n\r\n<p>page</p>",
+    "content-length-twice": _HEAD + b"Content-Length: 11\r\n" * 2 + b"\r\n<p>page</p>",
+    "content-length-over-64-bits": _HEAD + b"Content-Length: %d\r\n\r\nhi" % 2**64,
+    "content-length-and-chunks": _HEAD
+    + b"Transfer-Encoding: chunked\r\nContent-Length: 11\r\n\r\nb\r\n<p>page</p>\r\n0\r\n\r\n",
+    "chunk-size-with-extension": _CHUNKED + b"B;name=value\r\n<p>page</p>\r\n0\r\n\r\n",
+    **{
+        f"chunk-size-{size.decode()}": _CHUNKED + size + b"\r\n<p>page</p>\r\n0\r\n\r\n"
+        for size in (b"zz", b"-b", b"0xb", b"1" + b"0" * 16)  # int() takes "-b" and "0xb"
+    },
+}
+_TEXT = b"<p>a page, coded</p>" * 20
+_GZIPPED = gzip.compress(_TEXT)
+_BROTLI = brotli.compress(_TEXT)
+# (Content-Encoding, body) served with a Content-Length that matches: /coded/{name}.
+_CODED_ANSWERS = {
+    "not-gzip": ("gzip", b"this is not gzip" * 8),
+    "unknown-coding": ("compress", b"LZW-compressed, say"),
+    "gzip-then-garbage": ("gzip", _GZIPPED + b"\ngarbage"),
+    "gzip-members": ("gzip", _GZIPPED * 2),
+    "x-gzip": ("x-gzip", _GZIPPED),
+    "deflate": ("deflate", zlib.compress(_TEXT)),
+    "deflate-raw": ("deflate", zlib.compress(_TEXT, wbits=-zlib.MAX_WBITS)),
+    "br": ("br", _BROTLI),
+    "gzip-empty": ("gzip", b""),
+    "gzip-cut": ("gzip", _GZIPPED[:-20]),
+    "gzip-second-member-cut": ("gzip", _GZIPPED + _GZIPPED[:-20]),
+    "deflate-cut": ("deflate", zlib.compress(_TEXT)[:-9]),
+    "br-cut": ("br", _BROTLI[:-5]),
+    "br-then-garbage": ("br", _BROTLI + b"\n"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +211,7 @@ def test_the_user_agent_comes_from_limits(fetcher: Fetcher, rude_server: str) ->
         ("/stall", ErrorKind.TIMEOUT),
         ("/gzip-bomb?mb=64", ErrorKind.TOO_LARGE),
         ("/trickle?bytes=1000000&interval=60", ErrorKind.TOO_LARGE),  # declared too large
-        ("/brotli-bomb", ErrorKind.TOO_LARGE if HAS_BROTLI else ErrorKind.DECODE),
+        ("/brotli-bomb", ErrorKind.TOO_LARGE),
     ],
 )
 def test_hostile_routes_end_in_the_same_kind(
@@ -193,29 +245,68 @@ def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningS
 @pytest.mark.parametrize(
     ("path", "kind"),
     [
-        ("bad-gzip", ErrorKind.DECODE),
-        ("unknown-coding", ErrorKind.DECODE),
-        ("bad-status-line", ErrorKind.PROTOCOL),
-        ("hang-up", ErrorKind.CONNECT),
-        ("cut-short", ErrorKind.CONNECT),
-        ("content-length-abc", ErrorKind.PROTOCOL),
-        ("content-length-twice", ErrorKind.PROTOCOL),
-        ("content-length-and-chunks", ErrorKind.PROTOCOL),
-        ("not-a-header", ErrorKind.PROTOCOL),  # requests made it a 200
+        ("coded/not-gzip", ErrorKind.DECODE),
+        ("coded/unknown-coding", ErrorKind.DECODE),
+        ("raw/bad-status-line", ErrorKind.PROTOCOL),
+        ("raw/hang-up", ErrorKind.CONNECT),
+        ("raw/cut-short", ErrorKind.CONNECT),
+        ("raw/content-length-abc", ErrorKind.PROTOCOL),
+        ("raw/content-length-twice", ErrorKind.PROTOCOL),
+        ("raw/content-length-and-chunks", ErrorKind.PROTOCOL),
+        ("raw/not-a-header", ErrorKind.PROTOCOL),  # requests made it a 200
         # requests made each of these a 200: an empty one for a cut in the head
         *((f"cut-head/{cut}", ErrorKind.CONNECT) for cut in range(len(_WHOLE_HEAD) - 1)),
-        ("header-line-too-long", ErrorKind.PROTOCOL),  # not a cut, for all it has no end
+        ("raw/header-line-too-long", ErrorKind.PROTOCOL),  # not a cut, for all it has no end
+        ("raw/100-headers", ErrorKind.PROTOCOL),  # aiohttp took up to 128
         # ended by the connection, but no start of a valid head either
         *((f"cut-invalid/{index}", ErrorKind.PROTOCOL) for index in range(len(_INVALID_CUTS))),
-        ("status-099", ErrorKind.PROTOCOL),
-        ("nul-in-header", ErrorKind.PROTOCOL),
-        ("content-length-over-64-bits", ErrorKind.PROTOCOL),  # was too_large
+        ("raw/status-099", ErrorKind.PROTOCOL),
+        ("raw/version-2.0", ErrorKind.PROTOCOL),  # aiohttp made it a 200
+        ("raw/version-1.2", ErrorKind.PROTOCOL),  # requests made it a 200
+        ("raw/nul-in-header", ErrorKind.PROTOCOL),
+        ("raw/content-length-over-64-bits", ErrorKind.PROTOCOL),  # was too_large
+        # requests made "0xb" a 200 and the others `connect`
+        *((f"raw/chunk-size-{size}", ErrorKind.PROTOCOL) for size in ("zz", "-b", "0xb")),
+        ("raw/chunk-size-1" + "0" * 16, ErrorKind.PROTOCOL),
+        # each a 200 with what decompressed, before we decoded
+        ("coded/gzip-cut", ErrorKind.DECODE),
+        ("coded/gzip-second-member-cut", ErrorKind.DECODE),
+        ("coded/deflate-cut", ErrorKind.DECODE),
+        ("coded/br-cut", ErrorKind.DECODE),
+        ("coded/br-then-garbage", ErrorKind.DECODE),
     ],
 )
 def test_broken_answers_end_in_the_same_kind(
     fetcher: Fetcher, rude_server: str, path: str, kind: ErrorKind
 ) -> None:
     assert error_of(fetcher, rude_server + path).kind is kind
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("raw/header-line-of-10-kb", b"hi"),  # aiohttp refused lines over 8,190 bytes
+        ("raw/99-headers", b"hi"),
+        ("raw/chunk-size-with-extension", b"<p>page</p>"),
+        ("coded/gzip-then-garbage", _TEXT),  # aiohttp said `decode`
+        ("coded/gzip-members", _TEXT * 2),
+        ("coded/x-gzip", _TEXT),  # aiohttp said `decode`
+        ("coded/deflate", _TEXT),
+        ("coded/deflate-raw", _TEXT),
+        ("coded/br", _TEXT),
+        ("coded/gzip-empty", b""),
+    ],
+)
+def test_odd_but_whole_answers_are_the_same_page(
+    fetcher: Fetcher, rude_server: str, path: str, body: bytes
+) -> None:
+    answer = answer_of(fetcher, rude_server + path)
+    assert (answer.status, answer.body) == (200, body)
+
+
+def test_every_strategy_asks_for_the_codings_it_decodes(fetcher: Fetcher, rude_server: str) -> None:
+    answer = answer_of(fetcher, rude_server + "accept-encoding")
+    assert answer.body.decode() == ACCEPT_ENCODING == "gzip, deflate, br"
 
 
 def test_a_cut_head_is_connect_on_a_connection_of_the_library_too(rude_server: str) -> None:
@@ -660,29 +751,20 @@ async def _user_agent(request: web.Request) -> web.Response:
     return web.Response(text=request.headers.get("User-Agent", ""))
 
 
-@_routes.get("/bad-gzip")
-async def _bad_gzip(request: web.Request) -> web.Response:
-    return web.Response(body=b"this is not gzip" * 8, headers={"Content-Encoding": "gzip"})
+@_routes.get("/accept-encoding")
+async def _accept_encoding(request: web.Request) -> web.Response:
+    return web.Response(text=request.headers.get("Accept-Encoding", ""))
 
 
-@_routes.get("/unknown-coding")
-async def _unknown_coding(request: web.Request) -> web.Response:
-    return web.Response(body=b"LZW-compressed, say", headers={"Content-Encoding": "compress"})
+@_routes.get("/raw/{name}")
+async def _raw(request: web.Request) -> web.Response:
+    return await _write_raw(request, _RAW_ANSWERS[request.match_info["name"]])
 
 
-@_routes.get("/bad-status-line")
-async def _bad_status_line(request: web.Request) -> web.Response:
-    return await _write_raw(request, b"HELLO, NOT HTTP\r\n\r\n")
-
-
-@_routes.get("/hang-up")
-async def _hang_up(request: web.Request) -> web.Response:
-    return await _write_raw(request, b"")
-
-
-@_routes.get("/cut-short")
-async def _cut_short(request: web.Request) -> web.Response:
-    return await _write_raw(request, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this")
+@_routes.get("/coded/{name}")
+async def _coded(request: web.Request) -> web.Response:
+    coding, body = _CODED_ANSWERS[request.match_info["name"]]
+    return web.Response(body=body, headers={"Content-Encoding": coding})
 
 
 @_routes.get("/cut-head/{at}")
@@ -703,53 +785,11 @@ async def _interim(request: web.Request) -> web.Response:
     return await _write_raw(request, interim % request.match_info["status"].encode() + final)
 
 
-@_routes.get("/header-line-too-long")
-async def _header_line_too_long(request: web.Request) -> web.Response:
-    return await _write_raw(request, _HEAD + b"X-Long: " + b"x" * 100_000 + b"\r\n\r\n")
-
-
-@_routes.get("/status-099")
-async def _status_099(request: web.Request) -> web.Response:
-    return await _write_raw(request, b"HTTP/1.1 099 Early\r\nContent-Length: 2\r\n\r\nhi")
-
-
-@_routes.get("/nul-in-header")
-async def _nul_in_header(request: web.Request) -> web.Response:
-    return await _write_raw(request, _HEAD + b"X-Note: a\0b\r\nContent-Length: 2\r\n\r\nhi")
-
-
-@_routes.get("/content-length-over-64-bits")
-async def _content_length_over_64_bits(request: web.Request) -> web.Response:
-    return await _write_raw(request, _HEAD + b"Content-Length: %d\r\n\r\nhi" % 2**64)
-
-
 @_routes.get("/multipart")
 async def _multipart(request: web.Request) -> web.Response:
     """Well-formed; yet the header parser of requests notes defects for its Content-Type."""
     body = b"--XYZ\r\nContent-Type: text/plain\r\n\r\nhello\r\n--XYZ--\r\n"
     return web.Response(body=body, content_type="multipart/mixed; boundary=XYZ")
-
-
-@_routes.get("/not-a-header")
-async def _not_a_header(request: web.Request) -> web.Response:
-    return await _write_raw(request, _HEAD + b"no colon here\r\n\r\n<p>page</p>")
-
-
-@_routes.get("/content-length-abc")
-async def _content_length_abc(request: web.Request) -> web.Response:
-    return await _write_raw(request, _HEAD + b"Content-Length: abc\r\n\r\n<p>page</p>")
-
-
-@_routes.get("/content-length-twice")
-async def _content_length_twice(request: web.Request) -> web.Response:
-    twice = b"Content-Length: 11\r\nContent-Length: 11\r\n\r\n"
-    return await _write_raw(request, _HEAD + twice + b"<p>page</p>")
-
-
-@_routes.get("/content-length-and-chunks")
-async def _content_length_and_chunks(request: web.Request) -> web.Response:
-    both = b"Transfer-Encoding: chunked\r\nContent-Length: 11\r\n\r\n"
-    return await _write_raw(request, _HEAD + both + b"b\r\n<p>page</p>\r\n0\r\n\r\n")
 
 
 async def _write_raw(request: web.Request, data: bytes) -> web.Response:

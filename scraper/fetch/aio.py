@@ -4,9 +4,8 @@
     (any thread)  concurrent Future ◄────────── Response or FetchError
 
 One event loop waits on every socket, so many slow servers cost no threads; a semaphore
-keeps at most `workers` requests in flight. aiohttp decompresses the body and we read it in
-chunks, counting decompressed bytes against `max_bytes` (aiohttp >= 3.12 inflates each
-network chunk in bounded steps, so memory stays near the cap even for a gzip bomb). The
+keeps at most `workers` requests in flight. The body is read in chunks as it came and
+decoded by us (decoding.py), as with requests. The
 ClientTimeout's `total` covers connecting, the headers and the whole body, so a trickling
 server ends at `timeout` as well.
 
@@ -37,24 +36,24 @@ from aiohttp.abc import ResolveResult
 
 from scraper.errors import ErrorKind
 from scraper.fetch.base import Limits, Response
+from scraper.fetch.decoding import ACCEPT_ENCODING, CHUNK
 from scraper.fetch.exchange import (
-    CHUNK,
+    MAX_HEAD_LINE,
+    MAX_HEADERS,
     REDIRECT_STATUSES,
-    BodyBudget,
+    Body,
     ErrorTable,
     fold_headers,
     is_public,
     refuse_bad_head,
     refuse_private,
-    refuse_undecodable,
+    refuse_unknown_version,
 )
 from scraper.records import Request
 
 _CLOSE_TIMEOUT = 5.0  # seconds close() waits for the loop thread before giving up on it
 _CANCEL_GRACE = 1.0  # seconds cancelled requests get to unwind before the sessions close
 _T = TypeVar("_T")
-# What aiohttp decompresses; without the brotli or zstd module, it fails on those itself.
-_DECODABLE = frozenset({"gzip", "deflate", "br", "zstd"})
 
 
 class AsyncFetcher:
@@ -131,15 +130,16 @@ async def _fetch_once(
 ) -> Response:
     """GET `url` once, without following redirects; the body is not read for a redirect."""
     async with session.get(url, allow_redirects=False) as answer:
+        major, minor = answer.version or (0, 0)  # None only before the head is read
+        refuse_unknown_version(f"HTTP/{major}.{minor}")
         headers = fold_headers(answer.headers.items())
         refuse_bad_head(answer.status, headers)  # aiohttp's parser has refused most
         body = b""
         if answer.status not in REDIRECT_STATUSES:
-            refuse_undecodable(headers, _DECODABLE)
-            budget = BodyBudget(limits, started, headers)
+            reader = Body(limits, started, headers)
             async for chunk in answer.content.iter_chunked(CHUNK):
-                budget.add(chunk)
-            body = budget.body()
+                reader.add(chunk)
+            body = reader.decoded()
         return Response(
             url=url,
             status=answer.status,
@@ -158,7 +158,11 @@ def _new_session(limits: Limits, *, public_only: bool) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=resolver),
         timeout=timeout,
-        headers={"User-Agent": limits.user_agent},
+        headers={"User-Agent": limits.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+        auto_decompress=False,  # decoding.py decodes, as for requests
+        max_line_size=MAX_HEAD_LINE,
+        max_field_size=MAX_HEAD_LINE,
+        max_headers=MAX_HEADERS,
         trace_configs=[_literal_guard()] if public_only else None,
     )
 
@@ -197,12 +201,9 @@ async def _refuse_private_literal(
 
 
 # Checked in order: the first matching row gives the kind. aiohttp wraps the resolver's
-# and the decompressor's errors, hence the causes.
+# errors, hence the cause.
 ERRORS = ErrorTable(
-    causes=(
-        ((socket.gaierror,), ErrorKind.DNS),
-        ((aiohttp.http_exceptions.ContentEncodingError,), ErrorKind.DECODE),
-    ),
+    causes=(((socket.gaierror,), ErrorKind.DNS),),
     rows=(
         ((aiohttp.ClientSSLError,), ErrorKind.TLS),
         ((asyncio.TimeoutError, aiohttp.ServerTimeoutError), ErrorKind.TIMEOUT),

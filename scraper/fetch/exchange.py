@@ -1,30 +1,39 @@
 """What every strategy does the same way with one HTTP exchange, whichever library carries it.
 
     fold_headers        lower-case names, repeated headers joined with ", "
+    MAX_HEAD_LINE, MAX_HEADERS  how long a line of the head and how many headers
+    refuse_unknown_version      a status line that is not HTTP/1.0 or HTTP/1.1 is `protocol`
     refuse_bad_head     a status below 100, a NUL in a header, or a Content-Length that is
                         not one plain number of at most 64 bits is `protocol`
-    refuse_undecodable  a Content-Encoding the library cannot decode is `decode`, not a page
-    BodyBudget          the size cap (counted after decompression) and the attempt's deadline
+    Body                the body decoded by us (decoding.py), under the size cap (counted
+                        after decompression) and the attempt's deadline
     refuse_private      the connect-time guard of `Request.public_only`
     ErrorTable          one library's exceptions mapped to the record's error kinds, so
                         every strategy gives the same kind for the same failure
 
 The libraries differ in how they read (requests' `read1`, aiohttp's `iter_chunked`) and in
 what they raise; these rules must not, or a crawl's records would depend on `--fetch`.
+Both hand over the body as it came, undecoded, for the same reason.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from scraper.errors import ErrorKind, FetchError, PrivateAddress, ResponseError, TransportError
 from scraper.fetch.base import Limits
+from scraper.fetch.decoding import decoder_for
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-CHUNK = 64 * 1024
+# http.client's limits on a response head, given to aiohttp too, whose own are 8,190 bytes
+# and 128 headers: past them, the head is `protocol`. http.client's _MAXHEADERS is 100, but
+# it counts the blank line that ends the head.
+MAX_HEAD_LINE = 65536
+MAX_HEADERS = 99
+_KNOWN_VERSIONS = frozenset({"HTTP/1.0", "HTTP/1.1"})
 
 
 def fold_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -34,6 +43,17 @@ def fold_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
         key = name.lower()
         folded[key] = f"{folded[key]}, {value}" if key in folded else value
     return folded
+
+
+def refuse_unknown_version(version: str) -> None:
+    """Raise `protocol` for a status line whose version is not HTTP/1.0 or HTTP/1.1.
+
+    http.client refuses "HTTP/2.0" and reads "HTTP/1.2" as 1.1; aiohttp's parser does the
+    opposite. An HTTP/2 server would not answer in text, and no HTTP/1.2 exists: both are
+    a server that is not speaking the HTTP we asked in.
+    """
+    if version not in _KNOWN_VERSIONS:
+        raise TransportError(f"unknown HTTP version {version[:20]!r}", ErrorKind.PROTOCOL)
 
 
 def refuse_bad_head(status: int, headers: dict[str, str]) -> None:
@@ -79,28 +99,21 @@ def _is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def refuse_undecodable(headers: dict[str, str], decodable: Collection[str]) -> None:
-    """Raise `decode` for a body in a Content-Encoding that the library would pass on as it
-    came (both requests and aiohttp do, for codings they do not know): compressed bytes
-    must never be taken for the page. One coding at a time: a stacked "gzip, br" is
-    refused too, since aiohttp would not decode it."""
-    coding = headers.get("content-encoding", "").strip().lower()
-    if coding not in ("", "identity") and coding not in decodable:
-        raise ResponseError(f"cannot decode Content-Encoding {coding!r}", ErrorKind.DECODE)
+class Body:
+    """A body, added as it came off the connection and decoded here, failing as soon as
+    one limit is passed.
 
-
-class BodyBudget:
-    """Collects a body's decompressed chunks, failing as soon as one limit is passed.
-
-    The deadline is checked between chunks, so a server that trickles a byte at a time
-    ends at `timeout` even though every single read is quick; the size is counted after
-    decompression, so a gzip bomb ends at `max_bytes` instead of filling memory.
+    The deadline is checked on every chunk that arrives, so a server that trickles a byte
+    at a time ends at `timeout` even though every single read is quick (and even while
+    its bytes decode to nothing yet); the size is counted after decompression, so a
+    gzip bomb ends at `max_bytes` instead of filling memory.
     """
 
     def __init__(self, limits: Limits, started: float, headers: dict[str, str]) -> None:
+        self._decoder = decoder_for(headers)  # `decode` for a coding we cannot undo
         self._max_bytes = limits.max_bytes
         self._deadline = started + limits.timeout
-        self._chunks: list[bytes] = []
+        self._pieces: list[bytes] = []
         self._size = 0
         declared = headers.get("content-length", "").strip(" \t")
         if _is_digits(declared) and int(declared) > self._max_bytes:
@@ -109,15 +122,18 @@ class BodyBudget:
             )
 
     def add(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size > self._max_bytes:
-            raise ResponseError(f"body exceeds {self._max_bytes} bytes", ErrorKind.TOO_LARGE)
         if time.monotonic() > self._deadline:
             raise TransportError("body not complete within the timeout", ErrorKind.TIMEOUT)
-        self._chunks.append(chunk)
+        for piece in self._decoder.feed(chunk):
+            self._size += len(piece)
+            if self._size > self._max_bytes:
+                raise ResponseError(f"body exceeds {self._max_bytes} bytes", ErrorKind.TOO_LARGE)
+            self._pieces.append(piece)
 
-    def body(self) -> bytes:
-        return b"".join(self._chunks)
+    def decoded(self) -> bytes:
+        """The whole body, once the connection has ended it."""
+        self._decoder.finish()
+        return b"".join(self._pieces)
 
 
 def is_public(address: str) -> bool:

@@ -3,8 +3,8 @@
 Shared by the requests-based strategies (threads, sequential, processes). The body is read
 with `read1`, which returns as soon as any bytes arrive, so the total deadline is checked
 between reads: a server that trickles one byte a second cannot hold a worker past
-`timeout`. The size cap is applied to the decompressed stream, so a gzip bomb stops at
-`max_bytes`.
+`timeout`. The body is read as it came and decoded by us (decoding.py), as with aiohttp;
+the size cap is applied to the decoded stream, so a gzip bomb stops at `max_bytes`.
 
 A request with `public_only` goes through a Session of its own whose connections check the
 address they reached right after the TCP connect, before TLS or a byte of HTTP is sent, and
@@ -31,21 +31,21 @@ import requests
 import requests.adapters
 import urllib3
 import urllib3.exceptions
-import urllib3.response
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from scraper.errors import ErrorKind, TransportError
 from scraper.fetch.base import Limits, Response
+from scraper.fetch.decoding import ACCEPT_ENCODING, CHUNK
 from scraper.fetch.exchange import (
-    CHUNK,
+    MAX_HEAD_LINE,
     REDIRECT_STATUSES,
-    BodyBudget,
+    Body,
     ErrorTable,
     fold_headers,
     refuse_bad_head,
     refuse_private,
-    refuse_undecodable,
+    refuse_unknown_version,
 )
 from scraper.records import Request
 
@@ -58,6 +58,7 @@ def new_session(limits: Limits, *, public_only: bool = False) -> requests.Sessio
     proxy, the proxy and not us would pick the address connected to."""
     session = _Session()
     session.headers["User-Agent"] = limits.user_agent
+    session.headers["Accept-Encoding"] = ACCEPT_ENCODING
     if public_only or not _environment_matters():
         _settle_environment(session)
     for prefix in ("http://", "https://"):
@@ -136,8 +137,7 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
             refuse_bad_head(answer.status_code, headers)
             body = b""
             if answer.status_code not in REDIRECT_STATUSES:
-                refuse_undecodable(headers, urllib3.response.HTTPResponse.CONTENT_DECODERS)
-                body = _read_body(answer, BodyBudget(limits, started, headers))
+                body = _read_body(answer, Body(limits, started, headers))
             return Response(
                 url=url,
                 status=answer.status_code,
@@ -185,10 +185,10 @@ def _refuse_non_header_lines(answer: requests.Response) -> None:
     raise _not_a_header(unparsed)
 
 
-def _read_body(answer: requests.Response, budget: BodyBudget) -> bytes:
-    while chunk := answer.raw.read1(CHUNK, decode_content=True):
-        budget.add(chunk)
-    return budget.body()
+def _read_body(answer: requests.Response, body: Body) -> bytes:
+    while chunk := answer.raw.read1(CHUNK, decode_content=False):
+        body.add(chunk)
+    return body.decoded()
 
 
 # Checked in order: the first matching row gives the kind. requests wraps most urllib3
@@ -203,10 +203,6 @@ ERRORS = ErrorTable(
     rows=(
         ((requests.exceptions.SSLError, urllib3.exceptions.SSLError), ErrorKind.TLS),
         ((requests.exceptions.Timeout, urllib3.exceptions.TimeoutError), ErrorKind.TIMEOUT),
-        (
-            (urllib3.exceptions.DecodeError, requests.exceptions.ContentDecodingError),
-            ErrorKind.DECODE,
-        ),
         (
             (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema),
             ErrorKind.INVALID_URL,
@@ -262,7 +258,23 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         while 101 < status < 200:
             http.client.parse_headers(self.fp)  # the interim answer's, dropped
             version, status, reason = super()._read_status()  # type: ignore[misc]
+        refuse_unknown_version(version)
         return version, status, reason
+
+    def _read_next_chunk_size(self) -> int:
+        """http.client's, but a size that is not hex digits ("zz", "-5", "0x5": int() takes
+        a sign and a prefix) or needs more than 64 bits is `protocol`, as aiohttp says.
+        A connection that ends before the size line does is still IncompleteRead."""
+        line = self.fp.readline(MAX_HEAD_LINE + 1)
+        if len(line) > MAX_HEAD_LINE:
+            raise http.client.LineTooLong("chunk size")
+        size = line.split(b";", 1)[0].strip(b" \t\r\n")
+        if not line.endswith(b"\n"):
+            raise http.client.IncompleteRead(line)
+        if not _HEX_DIGITS.fullmatch(size) or int(size, 16) >= 2**64:
+            self._close_conn()  # type: ignore[attr-defined]
+            raise TransportError(f"chunk size {size[:20]!r} is not a size", ErrorKind.PROTOCOL)
+        return int(size, 16)
 
 
 # What a status line or a header line can start with: all a cut leaves of a valid one.
@@ -270,6 +282,7 @@ _STATUS_LINE_START = re.compile(
     rb"H(T(T(P(/([0-9](\.([0-9]( ([0-9]([0-9]([0-9]( [^\r\n]*)?)?)?)?)?)?)?)?)?)?)?)?\r?"
 )
 _HEADER_LINE_START = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*(:[^\r\n]*)?\r?")
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 
 
 def _head_cut_off(cut: bytes) -> TransportError:
