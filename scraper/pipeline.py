@@ -32,6 +32,7 @@ import math
 import queue
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future
@@ -211,6 +212,9 @@ class _Run:
         self.fetch_slots = threading.BoundedSemaphore(config.workers)
         self.leases = threading.BoundedSemaphore(config.workers * LEASES_PER_WORKER)
         self.stopping = threading.Event()
+        # robots.txt fetches waiting to be tried again; cancelled at shutdown, not left to
+        # hold the run for up to 10 minutes in a program that goes on
+        self.retry_timers: weakref.WeakSet[threading.Timer] = weakref.WeakSet()
         self.scope = Scope(frozenset())
         self.parse_waiting: deque[_ParseJob] = deque()
         self.parse_suspects: deque[_ParseJob] = deque()  # in the pool when a process died
@@ -352,6 +356,7 @@ class _Run:
         timer = threading.Timer(delay, self._resubmit, args=(request,))
         timer.daemon = True
         timer.start()
+        self.retry_timers.add(timer)
 
     def _resubmit(self, request: Request) -> None:
         """In a timer's thread: an error here would only be printed, and the robots.txt it
@@ -689,6 +694,8 @@ class _Run:
         always wins, so that it stops the program. A consumer that stops iterating
         (GeneratorExit) gets the shutdown's failure from `close()`."""
         self.stopping.set()
+        for timer in list(self.retry_timers):
+            timer.cancel()
         output = crawl.output if crawl is not None else None
         steps: list[Callable[[], object] | None] = [
             crawl.frontier.close if crawl else None,  # wakes a dispatcher waiting for a URL

@@ -574,6 +574,17 @@ def test_a_robots_txt_retry_that_fails_to_start_ends_the_crawl_with_its_error(mo
     assert isinstance(failed.error, OSError)
 
 
+def test_robots_txt_retries_still_waiting_are_cancelled_when_the_run_ends():
+    """A program that embeds the crawler goes on after the run: a retry timer left
+    running would hold the run for up to 10 minutes, then wake for nothing."""
+    run = _Run(Config.from_options(output=None), Stats())
+    run._submit_later(Request("http://a.example/robots.txt", for_robots=True), delay=3600)
+    (timer,) = run.retry_timers
+    run._shut_down(None, None, None, None, after_error=None)
+    timer.join(timeout=60)
+    assert not timer.is_alive()
+
+
 def test_redirect_chain_ends_at_the_root(demo_site):
     site = demo_site
     start = site.url_for("/redirect/3")
