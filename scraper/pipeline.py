@@ -232,6 +232,10 @@ class _Run:
         crawl_error: BaseException | None = None
         self.stats.start()
         try:
+            if "processes" in (self.config.parse, self.config.fetch):
+                from scraper.workers import refuse_a_main_children_cannot_run  # noqa: PLC0415
+
+                refuse_a_main_children_cannot_run()
             crawl = open_crawl(self.config, self.stats)
             self.frontier, self.output, self.resumed = crawl.frontier, crawl.output, crawl.resumed
             yield from self._seed(urls, rejected)

@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import cast
 
-from scraper.errors import ScraperError
+from scraper.errors import ConfigError, ScraperError
 
 FETCHER = "scraper.fetch.threads"  # what a `processes` fetch process runs
 
@@ -62,6 +62,27 @@ def start_failure(children: str, error: BaseException) -> ScraperError:
     else:
         reason = str(error) or type(error).__name__
     return ScraperError(f"cannot start the {children}: {reason}")
+
+
+def refuse_a_main_children_cannot_run() -> None:
+    """Raise ConfigError when the main script was read from standard input (`python - <
+    script.py`: its `__file__` is "<stdin>").
+
+    Every child that spawn or the fork server starts runs the main script again first
+    (so that what it defines can be unpickled there), from its file: without one, each
+    child fails as it starts, with a traceback of its own, and the crawl's pages all fail
+    to parse. Said once, before anything starts, with what does work.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main, "__spec__", None) is not None:
+        return  # a module run with -m, `python -c`, the interactive prompt
+    if not os.path.isfile(path):  # absolute: Python makes the script's path so
+        raise ConfigError(
+            f"the main script {path!r} is not a file that parse or fetch processes can run "
+            "again as they start: save it to a file, or use parse='threads' or 'inline' "
+            "and a fetch strategy other than 'processes'"
+        )
 
 
 def start_child(parent: int) -> None:

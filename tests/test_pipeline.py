@@ -940,6 +940,42 @@ def test_the_main_process_of_a_crawl_parsing_in_processes_loads_no_parser(demo_s
     assert loaded == []
 
 
+STDIN_SCRIPT = """
+import json
+from scraper import crawl
+outcomes = {}
+for parse, fetch in (("processes", "threads"), ("inline", "processes"), ("inline", "threads")):
+    try:
+        pages = list(crawl(["http://127.0.0.1:1/"], output=None, parse=parse, fetch=fetch,
+                           retries=0))
+        outcomes[parse + "/" + fetch] = [page.error["kind"] for page in pages]
+    except ValueError as error:
+        outcomes[parse + "/" + fetch] = str(error)
+print(json.dumps(outcomes))
+"""
+
+
+def test_a_script_read_from_stdin_is_told_processes_cannot_start(tmp_path):
+    """Child processes run the main script again as they start: `python -` has no file
+    for them. Said before anything starts, instead of every page failing to parse."""
+    done = subprocess.run(
+        [sys.executable, "-"],
+        input=STDIN_SCRIPT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    outcomes = json.loads(done.stdout)
+    for refused in ("processes/threads", "inline/processes"):
+        assert "'<stdin>' is not a file" in outcomes[refused]
+        assert "parse='threads' or 'inline'" in outcomes[refused]
+    assert outcomes["inline/threads"] == ["connect"]
+    assert "Traceback" not in done.stderr
+
+
 def test_the_parse_stack_and_the_terminal_ui_load_after_the_first_requests():
     """A crawl imports the parse pool and starts its processes while robots.txt and the
     seeds are on their way (the parser itself, lxml and w3lib, only where pages are parsed),
