@@ -14,7 +14,7 @@ not. So both read the body as it came and a decoder from here undoes the coding:
 
 A compressed stream that the body ends before its end is `decode`: what came is not the
 page, and a record must not say it is. A coding not above (zstd, a stack like "gzip, br")
-is `decode` as well, before the body is read: compressed bytes are never taken for the
+is `decode` as well, at the body's first byte: compressed bytes are never taken for the
 page. Decoded output comes in pieces of about `CHUNK` bytes however small the input, so
 the size cap stops a bomb before it fills memory.
 """
@@ -54,7 +54,7 @@ def decoder_for(headers: dict[str, str]) -> Decoder:
         return _Inflate(coding, gzip=False)
     if coding == "br":
         return _Brotli()
-    raise ResponseError(f"cannot decode Content-Encoding {coding[:80]!r}", ErrorKind.DECODE)
+    return _Refused(coding)
 
 
 def _cut_short(coding: str) -> ResponseError:
@@ -63,6 +63,24 @@ def _cut_short(coding: str) -> ResponseError:
 
 def _not_the_coding(coding: str, error: Exception) -> ResponseError:
     return ResponseError(f"the body is not valid {coding}: {error}", ErrorKind.DECODE)
+
+
+class _Refused:
+    """A coding we cannot undo: `decode` at the first byte of body. An answer without
+    one (a 204, a 304) is still its status."""
+
+    def __init__(self, coding: str) -> None:
+        self._coding = coding
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if data:
+            raise ResponseError(
+                f"cannot decode Content-Encoding {self._coding[:80]!r}", ErrorKind.DECODE
+            )
+        yield from ()
+
+    def finish(self) -> None:
+        pass
 
 
 class _AsItCame:
@@ -120,8 +138,11 @@ class _Inflate:
         return zlib.decompressobj(wbits)
 
     def _inflate(self, stream: zlib._Decompress, data: bytes) -> Iterator[bytes]:
-        """All `data` decodes to, at most CHUNK bytes at a time: zlib keeps what it could
-        not use yet in `unconsumed_tail`, and a full piece may leave output pending."""
+        """What `data` decodes to, up to the stream's end, at most CHUNK bytes at a time:
+        zlib keeps what it could not use yet in `unconsumed_tail`, and a full piece may
+        leave output pending. Once the stream has ended, what follows it is in
+        `unused_data`, and may be in `unconsumed_tail` as well (CPython leaves it there
+        when the end comes in a call fed the tail): fed again, it would loop for ever."""
         while True:
             try:
                 piece = stream.decompress(data, CHUNK)
@@ -130,7 +151,7 @@ class _Inflate:
             if piece:
                 yield piece
             data = stream.unconsumed_tail
-            if not data and len(piece) < CHUNK:
+            if stream.eof or (not data and len(piece) < CHUNK):
                 return
 
 

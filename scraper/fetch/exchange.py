@@ -3,8 +3,9 @@
     fold_headers        lower-case names, repeated headers joined with ", "
     MAX_HEAD_LINE, MAX_HEADERS  how long a line of the head and how many headers
     refuse_unknown_version      a status line that is not HTTP/1.0 or HTTP/1.1 is `protocol`
-    refuse_bad_head     a status below 100, a NUL in a header, or a Content-Length that is
-                        not one plain number of at most 64 bits is `protocol`
+    refuse_bad_head     a status below 100, a NUL in a header, a Transfer-Encoding other
+                        than chunked, or a Content-Length that is not one plain number of
+                        at most 64 bits is `protocol`
     Body                the body decoded by us (decoding.py), under the size cap (counted
                         after decompression) and the attempt's deadline
     refuse_private      the connect-time guard of `Request.public_only`
@@ -30,7 +31,9 @@ from scraper.fetch.decoding import decoder_for
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # http.client's limits on a response head, given to aiohttp too, whose own are 8,190 bytes
 # and 128 headers: past them, the head is `protocol`. http.client's _MAXHEADERS is 100, but
-# it counts the blank line that ends the head.
+# it counts the blank line that ends the head. A line's length is not measured alike
+# (http.client counts the whole line; aiohttp a header's name and value, a status line's
+# reason), so lines within a few bytes of the limit may pass with one and not the other.
 MAX_HEAD_LINE = 65536
 MAX_HEADERS = 99
 _KNOWN_VERSIONS = frozenset({"HTTP/1.0", "HTTP/1.1"})
@@ -74,10 +77,14 @@ def refuse_bad_head(status: int, headers: dict[str, str]) -> None:
 
 
 def _refuse_bad_framing(headers: dict[str, str]) -> None:
-    """Raise `protocol` for a Content-Length that is not one plain number (empty, signed,
-    "abc", or repeated: folded into "4, 4"), that overflows 64 bits, or that comes with a
-    Transfer-Encoding, whatever the status.
+    """Raise `protocol` for a Transfer-Encoding other than one "chunked" (or the obsolete
+    "identity", which changes nothing), and for a Content-Length that is not one plain
+    number (empty, signed, "abc", or repeated: folded into "4, 4"), that overflows 64 bits,
+    or that comes with a Transfer-Encoding, whatever the status.
 
+    A transfer coding other than chunked ("gzip, chunked", "gzip") is one we never asked
+    for (we send no TE header), and neither library undoes it: aiohttp took the chunks'
+    gzip bytes for the page, requests read the chunk framing into it.
     RFC 9112 (6.3) makes an invalid Content-Length an unrecoverable error and says one with
     a Transfer-Encoding "ought to be handled as an error" (it is how responses are split);
     a repeated equal value may be refused or read as one (RFC 9110, 8.6). aiohttp's parser
@@ -85,6 +92,9 @@ def _refuse_bad_framing(headers: dict[str, str]) -> None:
     end of the connection, or decodes the chunks, and calls what came a page (or, for the
     huge length, too large).
     """
+    coding = headers.get("transfer-encoding")
+    if coding is not None and coding.strip(" \t").lower() not in ("chunked", "identity"):
+        raise TransportError(f"Transfer-Encoding {coding[:80]!r}", ErrorKind.PROTOCOL)
     declared = headers.get("content-length")
     if declared is None:
         return
@@ -110,7 +120,7 @@ class Body:
     """
 
     def __init__(self, limits: Limits, started: float, headers: dict[str, str]) -> None:
-        self._decoder = decoder_for(headers)  # `decode` for a coding we cannot undo
+        self._decoder = decoder_for(headers)
         self._max_bytes = limits.max_bytes
         self._deadline = started + limits.timeout
         self._pieces: list[bytes] = []

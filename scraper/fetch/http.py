@@ -262,13 +262,14 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         return version, status, reason
 
     def _read_next_chunk_size(self) -> int:
-        """http.client's, but a size that is not hex digits ("zz", "-5", "0x5": int() takes
-        a sign and a prefix) or needs more than 64 bits is `protocol`, as aiohttp says.
-        A connection that ends before the size line does is still IncompleteRead."""
+        """http.client's, but a size that is not hex digits ("zz", "-5", "0x5", " 5": int()
+        takes a sign, a prefix and spaces) or needs more than 64 bits is `protocol`, as
+        aiohttp says; spaces or tabs after it are allowed, as there. A connection that ends
+        before the size line does is still IncompleteRead."""
         line = self.fp.readline(MAX_HEAD_LINE + 1)
         if len(line) > MAX_HEAD_LINE:
             raise http.client.LineTooLong("chunk size")
-        size = line.split(b";", 1)[0].strip(b" \t\r\n")
+        size = line.split(b";", 1)[0].removesuffix(b"\n").removesuffix(b"\r").rstrip(b" \t")
         if not line.endswith(b"\n"):
             raise http.client.IncompleteRead(line)
         if not _HEX_DIGITS.fullmatch(size) or int(size, 16) >= 2**64:
