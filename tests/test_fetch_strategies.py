@@ -55,6 +55,17 @@ _WHOLE_HEAD = _HEAD + b"Content-Length: 0\r\n\r\n"
 _INVALID_CUTS = (b"hello", b"HTTX/1.1 200 OK", b"HTTP/1.1 2x0 OK", _HEAD + b"Bad Name: x")
 _CHUNKED = _HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
 _GZIPPED_PAGE = gzip.compress(b"<p>page</p>", mtime=0)  # 31 bytes
+# Chunked bodies that bend the framing; aiohttp's parser decides, requests' http.client
+# took all of them for "hello" (or "helloXX", or lost a byte).
+_CHUNKED_BODIES = {
+    "data-past-its-size": b"5\r\nhelloXX3\r\nabc\r\n0\r\n\r\n",
+    "size-line-ends-in-lf": b"5\nhello\r\n0\r\n\r\n",
+    "data-ends-in-lf": b"5\r\nhello\n0\r\n\r\n",
+    "with-a-trailer": b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n\r\n",
+    "trailer-not-a-header": b"5\r\nhello\r\n0\r\nnot a header\r\n\r\n",
+    "cut-after-the-last-chunk": b"5\r\nhello\r\n0\r\n",
+    "cut-in-the-trailer": b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n",
+}
 # Chunk-size lines for an 11-byte chunk: the first six are not sizes, as aiohttp says (and
 # int(), which requests' http.client calls, takes "-b", "0xb" and " b").
 _CHUNK_SIZES = {
@@ -94,6 +105,7 @@ _RAW_ANSWERS = {
         for name, size in _CHUNK_SIZES.items()
     },
     "204-in-zstd": b"HTTP/1.1 204 No Content\r\nContent-Encoding: zstd\r\n\r\n",
+    **{f"chunks-{name}": _CHUNKED + body for name, body in _CHUNKED_BODIES.items()},
     **{
         f"transfer-coding-{name}": _HEAD + b"Transfer-Encoding: %s\r\n\r\n" % coding + body
         for name, coding, body in (
@@ -287,6 +299,11 @@ def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningS
         ("raw/version-1.2", ErrorKind.PROTOCOL),  # requests made it a 200
         ("raw/nul-in-header", ErrorKind.PROTOCOL),
         ("raw/content-length-over-64-bits", ErrorKind.PROTOCOL),  # was too_large
+        ("raw/chunks-data-past-its-size", ErrorKind.PROTOCOL),
+        ("raw/chunks-size-line-ends-in-lf", ErrorKind.PROTOCOL),
+        ("raw/chunks-trailer-not-a-header", ErrorKind.PROTOCOL),
+        ("raw/chunks-cut-after-the-last-chunk", ErrorKind.CONNECT),
+        ("raw/chunks-cut-in-the-trailer", ErrorKind.CONNECT),
         # a transfer coding neither library undoes: gzip bytes or chunk framing as the page
         ("raw/transfer-coding-gzip-chunked", ErrorKind.PROTOCOL),
         ("raw/transfer-coding-gzip", ErrorKind.PROTOCOL),
@@ -315,6 +332,8 @@ def test_broken_answers_end_in_the_same_kind(
         ("raw/chunk-size-with-extension", b"<p>page</p>"),
         ("raw/chunk-size-then-spaces", b"<p>page</p>"),
         ("raw/transfer-coding-identity", b"<p>page</p>"),  # obsolete, and changes nothing
+        ("raw/chunks-data-ends-in-lf", b"hello"),  # requests lost the next line's "0"
+        ("raw/chunks-with-a-trailer", b"hello"),
         ("coded/gzip-then-garbage", _TEXT),  # aiohttp said `decode`
         ("coded/gzip-members", _TEXT * 2),
         ("coded/x-gzip", _TEXT),  # aiohttp said `decode`

@@ -261,20 +261,48 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         refuse_unknown_version(version)
         return version, status, reason
 
+    def _get_chunk_left(self) -> int | None:
+        """http.client's, but a chunk's data must end in a line end (CRLF, or an LF as
+        aiohttp takes): http.client drops the next two bytes unseen, so "helloXX" was read
+        as "hello", and "hello\\n0" lost the next line's first byte."""
+        if self.chunk_left == 0:  # the chunk's data is read: its line end comes next
+            end = self.fp.read(1)
+            if end == b"\r":
+                end += self.fp.read(1)
+            if end not in (b"\n", b"\r\n"):
+                if end in (b"", b"\r"):
+                    raise http.client.IncompleteRead(end)
+                raise TransportError("a chunk's data runs past its size", ErrorKind.PROTOCOL)
+            self.chunk_left = None  # as http.client leaves it before reading a size
+        return super()._get_chunk_left()  # type: ignore[misc,no-any-return]
+
+    def _read_and_discard_trailer(self) -> None:
+        """http.client's, but as strict as aiohttp: a connection that ends before the blank
+        line closing the message is cut off (`connect`), not done, and a trailer line that
+        is not a header is `protocol`."""
+        while (line := self.fp.readline(MAX_HEAD_LINE + 1)) not in (b"\r\n", b"\n"):
+            if len(line) > MAX_HEAD_LINE:
+                raise http.client.LineTooLong("trailer line")
+            if not line.endswith(b"\n"):
+                raise http.client.IncompleteRead(line)
+            if not _HEADER_LINE.fullmatch(line):
+                raise _not_a_header(line)
+
     def _read_next_chunk_size(self) -> int:
-        """http.client's, but a size that is not hex digits ("zz", "-5", "0x5", " 5": int()
-        takes a sign, a prefix and spaces) or needs more than 64 bits is `protocol`, as
-        aiohttp says; spaces or tabs after it are allowed, as there. A connection that ends
-        before the size line does is still IncompleteRead."""
+        """http.client's, but as strict as aiohttp: a size that is not hex digits ("zz",
+        "-5", "0x5", " 5": int() takes a sign, a prefix and spaces) or needs more than 64
+        bits, or a line ending in a bare LF, is `protocol`; spaces or tabs after the size
+        are allowed, as there. A connection that ends before the line does is still
+        IncompleteRead."""
         line = self.fp.readline(MAX_HEAD_LINE + 1)
         if len(line) > MAX_HEAD_LINE:
             raise http.client.LineTooLong("chunk size")
-        size = line.split(b";", 1)[0].removesuffix(b"\n").removesuffix(b"\r").rstrip(b" \t")
         if not line.endswith(b"\n"):
             raise http.client.IncompleteRead(line)
-        if not _HEX_DIGITS.fullmatch(size) or int(size, 16) >= 2**64:
+        size = line.split(b";", 1)[0].removesuffix(b"\r\n").rstrip(b" \t")
+        if not line.endswith(b"\r\n") or not _HEX_DIGITS.fullmatch(size) or int(size, 16) >= 2**64:
             self._close_conn()  # type: ignore[attr-defined]
-            raise TransportError(f"chunk size {size[:20]!r} is not a size", ErrorKind.PROTOCOL)
+            raise TransportError(f"chunk-size line {line[:20]!r} is not a size", ErrorKind.PROTOCOL)
         return int(size, 16)
 
 
@@ -283,6 +311,7 @@ _STATUS_LINE_START = re.compile(
     rb"H(T(T(P(/([0-9](\.([0-9]( ([0-9]([0-9]([0-9]( [^\r\n]*)?)?)?)?)?)?)?)?)?)?)?)?\r?"
 )
 _HEADER_LINE_START = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*(:[^\r\n]*)?\r?")
+_HEADER_LINE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+:[^\r\n]*\r?\n")
 _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 
 
