@@ -78,7 +78,9 @@ _CHUNK_SIZES = {
     "then-spaces": b"b \t",
     "with-extension": b"B;name=value",
 }
-# Answers written as they are, then the connection closed: /raw/{name}.
+# Answers written as they are, then the connection closed: /raw/{name}. The route adds a
+# "Connection: close" after the status line: a client that pooled the connection for the
+# next test could find it closed under its request (`connect`).
 _RAW_ANSWERS = {
     "bad-status-line": b"HELLO, NOT HTTP\r\n\r\n",
     "hang-up": b"",
@@ -88,8 +90,9 @@ _RAW_ANSWERS = {
     + b"X-Long: "
     + b"x" * 10_000
     + b"\r\nContent-Length: 2\r\n\r\nhi",
-    "99-headers": _HEAD + b"X-Many: 1\r\n" * 97 + b"Content-Length: 2\r\n\r\nhi",
-    "100-headers": _HEAD + b"X-Many: 1\r\n" * 98 + b"Content-Length: 2\r\n\r\nhi",
+    # with Content-Type, Connection and Content-Length
+    "99-headers": _HEAD + b"X-Many: 1\r\n" * 96 + b"Content-Length: 2\r\n\r\nhi",
+    "100-headers": _HEAD + b"X-Many: 1\r\n" * 97 + b"Content-Length: 2\r\n\r\nhi",
     "status-099": b"HTTP/1.1 099 Early\r\nContent-Length: 2\r\n\r\nhi",
     "version-2.0": b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
     "version-1.2": b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nhi",
@@ -105,6 +108,17 @@ _RAW_ANSWERS = {
         for name, size in _CHUNK_SIZES.items()
     },
     "204-in-zstd": b"HTTP/1.1 204 No Content\r\nContent-Encoding: zstd\r\n\r\n",
+    **{
+        f"status-line-{name}": line + b"\r\nContent-Length: 2\r\n\r\nhi"
+        for name, line in (
+            ("two-spaces", b"HTTP/1.1  200 OK"),
+            ("tab", b"HTTP/1.1\t200 OK"),
+            ("space-first", b" HTTP/1.1 200 OK"),
+            ("cr-in-reason", b"HTTP/1.1 200 O\rK"),
+            ("no-reason", b"HTTP/1.1 200"),
+            ("utf-8-reason", "HTTP/1.1 200 Très bien".encode()),
+        )
+    },
     **{f"chunks-{name}": _CHUNKED + body for name, body in _CHUNKED_BODIES.items()},
     **{
         f"transfer-coding-{name}": _HEAD + b"Transfer-Encoding: %s\r\n\r\n" % coding + body
@@ -295,6 +309,11 @@ def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningS
         # ended by the connection, but no start of a valid head either
         *((f"cut-invalid/{index}", ErrorKind.PROTOCOL) for index in range(len(_INVALID_CUTS))),
         ("raw/status-099", ErrorKind.PROTOCOL),
+        # http.client split the status line on any whitespace: each was a 200
+        ("raw/status-line-two-spaces", ErrorKind.PROTOCOL),
+        ("raw/status-line-tab", ErrorKind.PROTOCOL),
+        ("raw/status-line-space-first", ErrorKind.PROTOCOL),
+        ("raw/status-line-cr-in-reason", ErrorKind.PROTOCOL),
         ("raw/version-2.0", ErrorKind.PROTOCOL),  # aiohttp made it a 200
         ("raw/version-1.2", ErrorKind.PROTOCOL),  # requests made it a 200
         ("raw/nul-in-header", ErrorKind.PROTOCOL),
@@ -334,6 +353,8 @@ def test_broken_answers_end_in_the_same_kind(
         ("raw/transfer-coding-identity", b"<p>page</p>"),  # obsolete, and changes nothing
         ("raw/chunks-data-ends-in-lf", b"hello"),  # requests lost the next line's "0"
         ("raw/chunks-with-a-trailer", b"hello"),
+        ("raw/status-line-no-reason", b"hi"),
+        ("raw/status-line-utf-8-reason", b"hi"),
         ("coded/gzip-then-garbage", _TEXT),  # aiohttp said `decode`
         ("coded/gzip-members", _TEXT * 2),
         ("coded/x-gzip", _TEXT),  # aiohttp said `decode`
@@ -811,7 +832,8 @@ async def _accept_encoding(request: web.Request) -> web.Response:
 
 @_routes.get("/raw/{name}")
 async def _raw(request: web.Request) -> web.Response:
-    return await _write_raw(request, _RAW_ANSWERS[request.match_info["name"]])
+    answer = _RAW_ANSWERS[request.match_info["name"]]
+    return await _write_raw(request, answer.replace(b"\r\n", b"\r\nConnection: close\r\n", 1))
 
 
 @_routes.get("/coded/{name}")

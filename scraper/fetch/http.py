@@ -254,12 +254,24 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         """http.client's, reading on past the interim answers it does not know (102
         Processing, 103 Early Hints) as it does past 100 Continue: the final answer is the
         one recorded, as with aiohttp. 101 Switching Protocols is final: we never ask."""
-        version, status, reason = super()._read_status()  # type: ignore[misc]
+        version, status, reason = self._read_status_line()
         while 101 < status < 200:
             http.client.parse_headers(self.fp)  # the interim answer's, dropped
-            version, status, reason = super()._read_status()  # type: ignore[misc]
+            version, status, reason = self._read_status_line()
         refuse_unknown_version(version)
         return version, status, reason
+
+    def _read_status_line(self) -> tuple[str, int, str]:
+        """http.client's, held to the grammar aiohttp's parser holds a status line to:
+        http.client splits it on any whitespace, so " HTTP/1.1 200", "HTTP/1.1  200",
+        "HTTP/1.1\t200" and a CR in the reason passed. (A line cut off fails here too,
+        and begin() tells it from a bad one.)"""
+        answer: tuple[str, int, str] = super()._read_status()  # type: ignore[misc]
+        watched = self.fp
+        assert isinstance(watched, _LineEnds)  # as begin() set it, for the head
+        if not _STATUS_LINE.fullmatch(watched.status_line):
+            raise http.client.BadStatusLine(repr(watched.status_line[:80]))
+        return answer
 
     def _get_chunk_left(self) -> int | None:
         """http.client's, but a chunk's data must end in a line end (CRLF, or an LF as
@@ -311,6 +323,7 @@ _STATUS_LINE_START = re.compile(
     rb"H(T(T(P(/([0-9](\.([0-9]( ([0-9]([0-9]([0-9]( [^\r\n]*)?)?)?)?)?)?)?)?)?)?)?)?\r?"
 )
 _HEADER_LINE_START = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*(:[^\r\n]*)?\r?")
+_STATUS_LINE = re.compile(rb"HTTP/[0-9]\.[0-9] [0-9]{3}( [^\r\n]*)?\r?\n")
 _HEADER_LINE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+:[^\r\n]*\r?\n")
 _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 
@@ -327,17 +340,20 @@ def _not_a_header(line: bytes | str) -> TransportError:
 
 class _LineEnds:
     """A binary file's readline that notes the first line the end of the file cut off:
-    one that ends in no line feed although the limit was not reached, or no line at all.
-    That is all the head is read with."""
+    one that ends in no line feed although the limit was not reached, or no line at all;
+    and keeps the last status line read. That is all the head is read with."""
 
     def __init__(self, lines: io.BufferedReader) -> None:
         self.lines = lines
         self.cut: bytes | None = None
         self.cut_could_be_whole = False  # the cut line is the start of a valid one
+        self.status_line = b""
         self._status_line_next = True  # first, and after a 1xx answer's blank line
 
     def readline(self, limit: int = -1) -> bytes:
         line = self.lines.readline(limit)
+        if self._status_line_next:
+            self.status_line = line
         if self.cut is None and not line.endswith(b"\n") and not 0 <= limit <= len(line):
             self.cut = line
             start = _STATUS_LINE_START if self._status_line_next else _HEADER_LINE_START
