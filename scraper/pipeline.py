@@ -77,6 +77,8 @@ from scraper.urls import (
 _log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the parse pool is imported as a crawl starts: see `_Run.pages`
+    import asyncio  # and asyncio where a program awaits `arun`
+
     from scraper.parse_pool import PageWork, ParseStage
 
 _POLL = 0.2  # seconds a blocked stage waits before re-checking whether to stop
@@ -169,7 +171,9 @@ class Crawler:
 
         Each page is awaited from a worker thread. If the consumer is cancelled meanwhile,
         the run is told to stop, the step under way is awaited (a generator cannot be
-        closed while it runs), and then the crawl is closed.
+        closed while it runs), and then the crawl is closed. A cancellation that comes
+        while it closes waits for the closing, then is raised: cut short, the closing
+        would leave the crawl's threads, processes and output behind.
         """
         import asyncio  # noqa: PLC0415 (whoever awaits this has it loaded; the CLI need not)
 
@@ -188,10 +192,38 @@ class Crawler:
                 yield page
         finally:
             run.stopping.set()
-            if step is not None:
-                with suppress(Exception):
-                    await step
-            await asyncio.to_thread(pages.close)
+            await _close_despite_cancellation(step, pages)
+
+
+async def _close_despite_cancellation(
+    step: asyncio.Future[Any] | None, pages: Generator[Page, None, None]
+) -> None:
+    """Close `pages` whatever cancellations come meanwhile (asyncio.run's end cancels
+    too), then raise the cancellation if one came."""
+    import asyncio  # noqa: PLC0415 (as in arun)
+
+    closing = asyncio.ensure_future(_close_after(step, pages))
+    cancelled = False
+    while not closing.done():
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            cancelled = True
+    closing.result()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _close_after(
+    step: asyncio.Future[Any] | None, pages: Generator[Page, None, None]
+) -> None:
+    """Close a crawl's generator once the step under way (if any) has returned."""
+    import asyncio  # noqa: PLC0415 (as in arun)
+
+    if step is not None:
+        with suppress(Exception):
+            await step
+    await asyncio.to_thread(pages.close)
 
 
 class _Run:
