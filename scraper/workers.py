@@ -77,7 +77,9 @@ def refuse_a_main_children_cannot_run() -> None:
     path = getattr(main, "__file__", None)
     if path is None or getattr(main, "__spec__", None) is not None:
         return  # a module run with -m, `python -c`, the interactive prompt
-    if not os.path.isfile(path):  # absolute: Python makes the script's path so
+    # where spawn looks for a relative one (runpy.run_path leaves it so)
+    started_in = getattr(multiprocessing.process, "ORIGINAL_DIR", None) or ""
+    if path == "<stdin>" or not os.path.isfile(os.path.join(started_in, path)):
         raise ConfigError(
             f"the main script {path!r} is not a file that parse or fetch processes can run "
             "again as they start: save it to a file, or use parse='threads' or 'inline' "

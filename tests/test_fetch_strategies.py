@@ -62,6 +62,7 @@ _CHUNKED_BODIES = {
     "size-line-ends-in-lf": b"5\nhello\r\n0\r\n\r\n",
     "data-ends-in-lf": b"5\r\nhello\n0\r\n\r\n",
     "with-a-trailer": b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n\r\n",
+    "with-a-folded-trailer": b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n 2\r\n\r\n",
     "trailer-not-a-header": b"5\r\nhello\r\n0\r\nnot a header\r\n\r\n",
     "cut-after-the-last-chunk": b"5\r\nhello\r\n0\r\n",
     "cut-in-the-trailer": b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n",
@@ -108,6 +109,12 @@ _RAW_ANSWERS = {
         for name, size in _CHUNK_SIZES.items()
     },
     "204-in-zstd": b"HTTP/1.1 204 No Content\r\nContent-Encoding: zstd\r\n\r\n",
+    "304-chunked": b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "304-of-a-large-page": b"HTTP/1.1 304 Not Modified\r\nContent-Length: %d\r\n\r\n" % 2**30,
+    "gzip-then-endless-garbage": _HEAD
+    + b"Content-Encoding: gzip\r\n\r\n"  # no length: the body ends with the connection
+    + _GZIPPED_PAGE
+    + b"x" * (LIMITS.max_bytes + 1),
     **{
         f"status-line-{name}": line + b"\r\nContent-Length: 2\r\n\r\nhi"
         for name, line in (
@@ -127,6 +134,7 @@ _RAW_ANSWERS = {
             ("gzip", b"gzip", _GZIPPED_PAGE),
             ("chunked-twice", b"chunked, chunked", b"b\r\n<p>page</p>\r\n0\r\n\r\n"),
             ("identity", b"identity", b"<p>page</p>"),
+            ("chunked-then-a-space", b"chunked ", b"b\r\n<p>page</p>\r\n0\r\n\r\n"),
         )
     },
 }
@@ -318,6 +326,7 @@ def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningS
         ("raw/version-1.2", ErrorKind.PROTOCOL),  # requests made it a 200
         ("raw/nul-in-header", ErrorKind.PROTOCOL),
         ("raw/content-length-over-64-bits", ErrorKind.PROTOCOL),  # was too_large
+        ("raw/gzip-then-endless-garbage", ErrorKind.TOO_LARGE),  # was a timeout
         ("raw/chunks-data-past-its-size", ErrorKind.PROTOCOL),
         ("raw/chunks-size-line-ends-in-lf", ErrorKind.PROTOCOL),
         ("raw/chunks-trailer-not-a-header", ErrorKind.PROTOCOL),
@@ -353,6 +362,10 @@ def test_broken_answers_end_in_the_same_kind(
         ("raw/transfer-coding-identity", b"<p>page</p>"),  # obsolete, and changes nothing
         ("raw/chunks-data-ends-in-lf", b"hello"),  # requests lost the next line's "0"
         ("raw/chunks-with-a-trailer", b"hello"),
+        ("raw/chunks-with-a-folded-trailer", b"hello"),
+        # requests read the chunk framing into the page: http.client compares the raw value
+        # (with a tab after it, aiohttp still does, and shows the value stripped: not here)
+        ("raw/transfer-coding-chunked-then-a-space", b"<p>page</p>"),
         ("raw/status-line-no-reason", b"hi"),
         ("raw/status-line-utf-8-reason", b"hi"),
         ("coded/gzip-then-garbage", _TEXT),  # aiohttp said `decode`
@@ -371,11 +384,19 @@ def test_odd_but_whole_answers_are_the_same_page(
     assert (answer.status, answer.body) == (200, body)
 
 
-def test_a_coding_we_cannot_undo_does_not_matter_without_a_body(
-    fetcher: Fetcher, rude_server: str
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("raw/204-in-zstd", 204),  # a coding we cannot undo, on no body
+        ("raw/304-chunked", 304),  # requests looked for a chunk until the timeout
+        ("raw/304-of-a-large-page", 304),  # was too_large: the length is the page's
+    ],
+)
+def test_an_answer_without_a_body_has_none_whatever_its_headers_say(
+    fetcher: Fetcher, rude_server: str, path: str, status: int
 ) -> None:
-    answer = answer_of(fetcher, rude_server + "raw/204-in-zstd")
-    assert (answer.status, answer.body) == (204, b"")
+    answer = answer_of(fetcher, rude_server + path)
+    assert (answer.status, answer.body) == (status, b"")
 
 
 def test_every_strategy_asks_for_the_codings_it_decodes(fetcher: Fetcher, rude_server: str) -> None:

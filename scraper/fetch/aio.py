@@ -40,10 +40,10 @@ from scraper.fetch.decoding import ACCEPT_ENCODING, CHUNK
 from scraper.fetch.exchange import (
     MAX_HEAD_LINE,
     MAX_HEADERS,
-    REDIRECT_STATUSES,
     Body,
     ErrorTable,
     fold_headers,
+    has_body,
     is_public,
     refuse_bad_head,
     refuse_private,
@@ -135,7 +135,7 @@ async def _fetch_once(
         headers = fold_headers(answer.headers.items())
         refuse_bad_head(answer.status, headers)  # aiohttp's parser has refused most
         body = b""
-        if answer.status not in REDIRECT_STATUSES:
+        if has_body(answer.status):
             reader = Body(limits, started, headers)
             async for chunk in answer.content.iter_chunked(CHUNK):
                 reader.add(chunk)

@@ -6,8 +6,9 @@
     refuse_bad_head     a status below 100, a NUL in a header, a Transfer-Encoding other
                         than chunked, or a Content-Length that is not one plain number of
                         at most 64 bits is `protocol`
+    has_body            whether an answer's body is read (not a redirect's, a 204's, a 304's)
     Body                the body decoded by us (decoding.py), under the size cap (counted
-                        after decompression) and the attempt's deadline
+                        as sent and after decompression) and the attempt's deadline
     refuse_private      the connect-time guard of `Request.public_only`
     ErrorTable          one library's exceptions mapped to the record's error kinds, so
                         every strategy gives the same kind for the same failure
@@ -29,6 +30,7 @@ from scraper.fetch.base import Limits
 from scraper.fetch.decoding import decoder_for
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_NO_BODY_STATUSES = frozenset({204, 304})  # (1xx answers are read past, never returned)
 # http.client's limits on a response head, given to aiohttp too, whose own are 8,190 bytes
 # and 128 headers: past them, the head is `protocol`. http.client's _MAXHEADERS is 100, but
 # it counts the blank line that ends the head. A line's length is not measured alike
@@ -109,14 +111,22 @@ def _is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+def has_body(status: int) -> bool:
+    """Whether an answer's body is read: not for a redirect (its body is never read: the
+    connection is closed instead), nor for a status that has none (204, 304), whatever
+    its headers say: a 304's Content-Length is that of the page it stands for."""
+    return status not in REDIRECT_STATUSES and status not in _NO_BODY_STATUSES
+
+
 class Body:
     """A body, added as it came off the connection and decoded here, failing as soon as
     one limit is passed.
 
     The deadline is checked on every chunk that arrives, so a server that trickles a byte
     at a time ends at `timeout` even though every single read is quick (and even while
-    its bytes decode to nothing yet); the size is counted after decompression, so a
-    gzip bomb ends at `max_bytes` instead of filling memory.
+    its bytes decode to nothing yet); the size is counted as sent and after
+    decompression, so a gzip bomb ends at `max_bytes` instead of filling memory, and so
+    do endless bytes after a gzip stream, which decode to nothing.
     """
 
     def __init__(self, limits: Limits, started: float, headers: dict[str, str]) -> None:
@@ -124,7 +134,8 @@ class Body:
         self._max_bytes = limits.max_bytes
         self._deadline = started + limits.timeout
         self._pieces: list[bytes] = []
-        self._size = 0
+        self._size = 0  # decoded
+        self._received = 0  # as sent
         declared = headers.get("content-length", "").strip(" \t")
         if _is_digits(declared) and int(declared) > self._max_bytes:
             raise ResponseError(
@@ -134,6 +145,9 @@ class Body:
     def add(self, chunk: bytes) -> None:
         if time.monotonic() > self._deadline:
             raise TransportError("body not complete within the timeout", ErrorKind.TIMEOUT)
+        self._received += len(chunk)
+        if self._received > self._max_bytes:  # as sent: bytes a decoder ignores count too
+            raise ResponseError(f"body exceeds {self._max_bytes} bytes", ErrorKind.TOO_LARGE)
         for piece in self._decoder.feed(chunk):
             self._size += len(piece)
             if self._size > self._max_bytes:

@@ -43,6 +43,7 @@ from scraper.fetch.exchange import (
     Body,
     ErrorTable,
     fold_headers,
+    has_body,
     refuse_bad_head,
     refuse_private,
     refuse_unknown_version,
@@ -136,7 +137,7 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
             headers = fold_headers(answer.raw.headers.items())
             refuse_bad_head(answer.status_code, headers)
             body = b""
-            if answer.status_code not in REDIRECT_STATUSES:
+            if has_body(answer.status_code):
                 body = _read_body(answer, Body(limits, started, headers))
             return Response(
                 url=url,
@@ -249,6 +250,19 @@ class _WholeHeadResponse(http.client.HTTPResponse):
             if not watched.cut_could_be_whole:
                 raise _not_a_header(watched.cut)
             raise _head_cut_off(watched.cut)
+        self._settle_framing()
+
+    def _settle_framing(self) -> None:
+        """Two corrections to how http.client reads the body's framing, to aiohttp's:
+        "chunked " with whitespace after it is chunked (http.client compared the raw
+        value, and read the chunk framing into the page); and an answer that has no body
+        (204, 304) has none even when it says chunked (http.client set its length to 0
+        and went on to look for a chunk, until the timeout)."""
+        coding = self.headers.get("transfer-encoding", "")
+        if not self.chunked and coding.strip(" \t").lower() == "chunked":
+            self.chunked, self.chunk_left, self.length = True, None, None
+        if self.chunked and self.length == 0:  # the status allows no body
+            self.chunked = False
 
     def _read_status(self) -> tuple[str, int, str]:
         """http.client's, reading on past the interim answers it does not know (102
@@ -291,13 +305,14 @@ class _WholeHeadResponse(http.client.HTTPResponse):
     def _read_and_discard_trailer(self) -> None:
         """http.client's, but as strict as aiohttp: a connection that ends before the blank
         line closing the message is cut off (`connect`), not done, and a trailer line that
-        is not a header is `protocol`."""
+        is not a header (nor one folded onto the line before, as in the head) is
+        `protocol`."""
         while (line := self.fp.readline(MAX_HEAD_LINE + 1)) not in (b"\r\n", b"\n"):
             if len(line) > MAX_HEAD_LINE:
                 raise http.client.LineTooLong("trailer line")
             if not line.endswith(b"\n"):
                 raise http.client.IncompleteRead(line)
-            if not _HEADER_LINE.fullmatch(line):
+            if not (_HEADER_LINE.fullmatch(line) or line.startswith((b" ", b"\t"))):
                 raise _not_a_header(line)
 
     def _read_next_chunk_size(self) -> int:
