@@ -225,7 +225,8 @@ def _crawl_parser() -> argparse.ArgumentParser:
         "--max-bytes",
         type=int,
         default=defaults.DEFAULT_MAX_BYTES,
-        help=f"largest body accepted, after decompression (default: {defaults.DEFAULT_MAX_BYTES})",
+        help="largest body accepted, as sent and after decompression "
+        f"(default: {defaults.DEFAULT_MAX_BYTES})",
     )
     parser.add_argument(
         "--retries",

@@ -63,6 +63,7 @@ _CHUNKED_BODIES = {
     "data-ends-in-lf": b"5\r\nhello\n0\r\n\r\n",
     "with-a-trailer": b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n\r\n",
     "with-a-folded-trailer": b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n 2\r\n\r\n",
+    "trailer-folded-onto-nothing": b"5\r\nhello\r\n0\r\n 2\r\n\r\n",
     "trailer-not-a-header": b"5\r\nhello\r\n0\r\nnot a header\r\n\r\n",
     "cut-after-the-last-chunk": b"5\r\nhello\r\n0\r\n",
     "cut-in-the-trailer": b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\n",
@@ -330,6 +331,7 @@ def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningS
         ("raw/chunks-data-past-its-size", ErrorKind.PROTOCOL),
         ("raw/chunks-size-line-ends-in-lf", ErrorKind.PROTOCOL),
         ("raw/chunks-trailer-not-a-header", ErrorKind.PROTOCOL),
+        ("raw/chunks-trailer-folded-onto-nothing", ErrorKind.PROTOCOL),
         ("raw/chunks-cut-after-the-last-chunk", ErrorKind.CONNECT),
         ("raw/chunks-cut-in-the-trailer", ErrorKind.CONNECT),
         # a transfer coding neither library undoes: gzip bytes or chunk framing as the page

@@ -4,7 +4,8 @@ Shared by the requests-based strategies (threads, sequential, processes). The bo
 with `read1`, which returns as soon as any bytes arrive, so the total deadline is checked
 between reads: a server that trickles one byte a second cannot hold a worker past
 `timeout`. The body is read as it came and decoded by us (decoding.py), as with aiohttp;
-the size cap is applied to the decoded stream, so a gzip bomb stops at `max_bytes`.
+the size cap is applied to the body as sent and to the decoded stream, so a gzip bomb stops
+at `max_bytes`.
 
 A request with `public_only` goes through a Session of its own whose connections check the
 address they reached right after the TCP connect, before TLS or a byte of HTTP is sent, and
@@ -259,10 +260,10 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         (204, 304) has none even when it says chunked (http.client set its length to 0
         and went on to look for a chunk, until the timeout)."""
         coding = self.headers.get("transfer-encoding", "")
-        if not self.chunked and coding.strip(" \t").lower() == "chunked":
-            self.chunked, self.chunk_left, self.length = True, None, None
-        if self.chunked and self.length == 0:  # the status allows no body
+        if self.length == 0:  # set so by the status alone (or a Content-Length of 0)
             self.chunked = False
+        elif not self.chunked and coding.strip(" \t").lower() == "chunked":
+            self.chunked, self.chunk_left, self.length = True, None, None
 
     def _read_status(self) -> tuple[str, int, str]:
         """http.client's, reading on past the interim answers it does not know (102
@@ -307,13 +308,16 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         line closing the message is cut off (`connect`), not done, and a trailer line that
         is not a header (nor one folded onto the line before, as in the head) is
         `protocol`."""
+        after_a_header = False
         while (line := self.fp.readline(MAX_HEAD_LINE + 1)) not in (b"\r\n", b"\n"):
             if len(line) > MAX_HEAD_LINE:
                 raise http.client.LineTooLong("trailer line")
             if not line.endswith(b"\n"):
                 raise http.client.IncompleteRead(line)
-            if not (_HEADER_LINE.fullmatch(line) or line.startswith((b" ", b"\t"))):
+            folded = after_a_header and line.startswith((b" ", b"\t")) and line.strip()
+            if not (folded or _HEADER_LINE.fullmatch(line)):
                 raise _not_a_header(line)
+            after_a_header = True
 
     def _read_next_chunk_size(self) -> int:
         """http.client's, but as strict as aiohttp: a size that is not hex digits ("zz",
