@@ -401,6 +401,19 @@ def test_an_answer_without_a_body_has_none_whatever_its_headers_say(
     assert (answer.status, answer.body) == (status, b"")
 
 
+@pytest.mark.parametrize("status", [204, 304])
+def test_a_connection_is_used_again_after_an_answer_without_a_body(
+    strategy: str, rude_server: str, status: int
+) -> None:
+    fetcher = open_fetcher(strategy, LIMITS, workers=1)
+    try:
+        before = answer_of(fetcher, rude_server + "peer").body
+        assert answer_of(fetcher, rude_server + f"no-body/{status}").status == status
+        assert answer_of(fetcher, rude_server + "peer").body == before
+    finally:
+        fetcher.close()
+
+
 def test_every_strategy_asks_for_the_codings_it_decodes(fetcher: Fetcher, rude_server: str) -> None:
     answer = answer_of(fetcher, rude_server + "accept-encoding")
     assert answer.body.decode() == ACCEPT_ENCODING == "gzip, deflate, br"
@@ -846,6 +859,18 @@ _FOREVER = 3600.0
 @_routes.get("/user-agent")
 async def _user_agent(request: web.Request) -> web.Response:
     return web.Response(text=request.headers.get("User-Agent", ""))
+
+
+@_routes.get("/peer")
+async def _peer(request: web.Request) -> web.Response:
+    """The client's address and port: the same on a connection used again."""
+    assert request.transport is not None
+    return web.Response(text=repr(request.transport.get_extra_info("peername")))
+
+
+@_routes.get("/no-body/{status}")
+async def _no_body(request: web.Request) -> web.Response:
+    return web.Response(status=int(request.match_info["status"]))
 
 
 @_routes.get("/accept-encoding")

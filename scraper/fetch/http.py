@@ -140,6 +140,8 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
             body = b""
             if has_body(answer.status_code):
                 body = _read_body(answer, Body(limits, started, headers))
+            elif answer.status_code not in REDIRECT_STATUSES:  # a 204, a 304
+                answer.raw.read1(CHUNK, decode_content=False)  # nothing: frees the connection
             return Response(
                 url=url,
                 status=answer.status_code,
