@@ -25,8 +25,13 @@ def scrape_command(*args: str) -> list[str]:
 
 
 def scrape(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return python(cwd, "-m", "scraper", *args, stdin=stdin)
+
+
+def python(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with `args` in `cwd`, its output captured, for RUN_TIMEOUT at most."""
     return subprocess.run(
-        scrape_command(*args),
+        [sys.executable, *args],
         cwd=cwd,
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,

@@ -30,7 +30,7 @@ from typing import Any
 import extractors
 import pytest
 from jsonl import read_jsonl
-from processes import GRACE, loaded_by_import, settled, wait_for
+from processes import GRACE, loaded_by_import, python, settled, wait_for
 
 import scraper
 from scraper import Config, Crawler, Page, crawl
@@ -886,14 +886,7 @@ def test_cancelling_an_async_crawl_stops_it(tmp_path, cancels):
     Run in a process of its own: a crawl that does not stop would leave threads here."""
     script = tmp_path / "cancel.py"
     script.write_text(CANCEL_SCRIPT)
-    done = subprocess.run(
-        [sys.executable, str(script), str(cancels)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
+    done = python(tmp_path, str(script), str(cancels))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["outcome"] == "CancelledError"
@@ -977,15 +970,7 @@ print(json.dumps(outcomes))
 def test_a_script_read_from_stdin_is_told_processes_cannot_start(tmp_path):
     """Child processes run the main script again as they start: `python -` has no file
     for them. Said before anything starts, instead of every page failing to parse."""
-    done = subprocess.run(
-        [sys.executable, "-"],
-        input=STDIN_SCRIPT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
+    done = python(tmp_path, "-", stdin=STDIN_SCRIPT)
     assert done.returncode == 0, done.stderr
     outcomes = json.loads(done.stdout)
     for refused in ("processes/threads", "inline/processes"):
