@@ -5,9 +5,9 @@
 
 One event loop waits on every socket, so many slow servers cost no threads; a semaphore
 keeps at most `workers` requests in flight. The body is read in chunks as it came and
-decoded by us (decoding.py), as with requests. The
-ClientTimeout's `total` covers connecting, the headers and the whole body, so a trickling
-server ends at `timeout` as well.
+decoded by us (decoding.py), as with requests. The ClientTimeout's `total` covers
+connecting, the headers and the whole body, so a trickling server ends at `timeout` as
+well.
 
 `public_only` requests use a second ClientSession whose resolver drops every address that
 is not global and fails when none is left. The connector only connects to addresses its
@@ -128,7 +128,8 @@ class _Client:
 async def _fetch_once(
     session: aiohttp.ClientSession, url: str, limits: Limits, started: float
 ) -> Response:
-    """GET `url` once, without following redirects; the body is not read for a redirect."""
+    """GET `url` once, without following redirects; no body is read for a redirect, a 204
+    or a 304 (see has_body)."""
     async with session.get(url, allow_redirects=False) as answer:
         major, minor = answer.version or (0, 0)  # None only before the head is read
         refuse_unknown_version(f"HTTP/{major}.{minor}")
