@@ -261,10 +261,10 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         value, and read the chunk framing into the page); and an answer that has no body
         (204, 304) has none even when it says chunked (http.client set its length to 0
         and went on to look for a chunk, until the timeout)."""
-        coding = self.headers.get("transfer-encoding", "")
+        coding = self.headers.get("transfer-encoding", "").strip(" \t").lower()
         if self.length == 0:  # set so by the status alone (or a Content-Length of 0)
             self.chunked = False
-        elif not self.chunked and coding.strip(" \t").lower() == "chunked":
+        elif not self.chunked and coding == "chunked":
             self.chunked, self.chunk_left, self.length = True, None, None
 
     def _read_status(self) -> tuple[str, int, str]:
@@ -311,11 +311,7 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         is not a header (nor one folded onto the line before, as in the head) is
         `protocol`."""
         after_a_header = False
-        while (line := self.fp.readline(MAX_HEAD_LINE + 1)) not in (b"\r\n", b"\n"):
-            if len(line) > MAX_HEAD_LINE:
-                raise http.client.LineTooLong("trailer line")
-            if not line.endswith(b"\n"):
-                raise http.client.IncompleteRead(line)
+        while (line := self._framing_line("trailer line")) not in (b"\r\n", b"\n"):
             folded = after_a_header and line.startswith((b" ", b"\t")) and line.strip()
             if not (folded or _HEADER_LINE.fullmatch(line)):
                 raise _not_a_header(line)
@@ -327,25 +323,32 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         bits, or a line ending in a bare LF, is `protocol`; spaces or tabs after the size
         are allowed, as there. A connection that ends before the line does is still
         IncompleteRead."""
-        line = self.fp.readline(MAX_HEAD_LINE + 1)
-        if len(line) > MAX_HEAD_LINE:
-            raise http.client.LineTooLong("chunk size")
-        if not line.endswith(b"\n"):
-            raise http.client.IncompleteRead(line)
+        line = self._framing_line("chunk size")
         size = line.split(b";", 1)[0].removesuffix(b"\r\n").rstrip(b" \t")
         if not line.endswith(b"\r\n") or not _HEX_DIGITS.fullmatch(size) or int(size, 16) >= 2**64:
             self._close_conn()  # type: ignore[attr-defined]
             raise TransportError(f"chunk-size line {line[:20]!r} is not a size", ErrorKind.PROTOCOL)
         return int(size, 16)
 
+    def _framing_line(self, what: str) -> bytes:
+        """A whole line of the chunked framing: one too long is `protocol` (LineTooLong),
+        one the connection cut off `connect` (IncompleteRead)."""
+        line = self.fp.readline(MAX_HEAD_LINE + 1)
+        if len(line) > MAX_HEAD_LINE:
+            raise http.client.LineTooLong(what)
+        if not line.endswith(b"\n"):
+            raise http.client.IncompleteRead(line)
+        return line
+
 
 # What a status line or a header line can start with: all a cut leaves of a valid one.
 _STATUS_LINE_START = re.compile(
     rb"H(T(T(P(/([0-9](\.([0-9]( ([0-9]([0-9]([0-9]( [^\r\n]*)?)?)?)?)?)?)?)?)?)?)?)?\r?"
 )
-_HEADER_LINE_START = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]*(:[^\r\n]*)?\r?")
+_NAME = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]"  # a character of a header's name (a token)
+_HEADER_LINE_START = re.compile(_NAME + rb"*(:[^\r\n]*)?\r?")
 _STATUS_LINE = re.compile(rb"HTTP/[0-9]\.[0-9] [0-9]{3}( [^\r\n]*)?\r?\n")
-_HEADER_LINE = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+:[^\r\n]*\r?\n")
+_HEADER_LINE = re.compile(_NAME + rb"+:[^\r\n]*\r?\n")
 _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 
 
