@@ -498,6 +498,32 @@ def test_a_suspect_page_is_parsed_with_nothing_else_in_the_pool():
     assert list(run.parse_waiting) == waiting
 
 
+def test_each_parser_has_a_whole_batch_queued_behind_the_one_it_parses():
+    """With a backlog, every batch is full: the pool takes two per parser, so a parse
+    process that ends a batch starts the next at once instead of idling until the collector
+    has taken the result in (with room for one batch, the fetchers then ran out of leases).
+    Nothing more: the pool stays bounded."""
+    parsers = 2
+    run = _Run(Config.from_options(output=None, parsers=parsers), Stats())
+    submitted: list[int] = []
+
+    class StillParsing:
+        def submit(self, pages: list[tuple[str, str, Response]], files: Any) -> Future[Any]:
+            submitted.append(len(pages))
+            return Future()
+
+    run.parse_stage = StillParsing()  # type: ignore[assignment]
+    html = Response("http://a.example/", 200, "OK", {"content-type": "text/html"}, b"", 0.1)
+    backlog = 5 * PARSE_BATCH * parsers
+    run.parse_waiting.extend(
+        _ParseJob(Request(f"http://a.example/{n}"), html, False) for n in range(backlog)
+    )
+    run._feed_parser()
+    run._feed_parser()
+    assert submitted == [PARSE_BATCH] * 2 * parsers
+    assert len(run.parse_waiting) == backlog - 2 * parsers * PARSE_BATCH
+
+
 class _BreaksWhileSubmitting:
     """A pool whose manager thread marked it broken, then shut down, while submit ran:
     submit saw only the shutdown (RuntimeError); asked again, it says it is broken."""
