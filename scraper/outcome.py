@@ -26,9 +26,11 @@ def page_for(
     saved: str | None = None,
     parsed: ParsedPage | None = None,
     failure: ParseError | None = None,
+    sha256: str | None = None,
 ) -> Page:
     """The record for a finished URL: how its last attempt ended, where its body was saved
-    (`saved`, relative to the output directory), and what parsing found or why it failed."""
+    (`saved`, relative to the output directory), and what parsing found or why it failed.
+    `sha256` is the body's digest where the parse stage took it; otherwise it is taken here."""
     base: dict[str, Any] = {
         "url": request.origin,
         "depth": request.depth,
@@ -62,7 +64,7 @@ def page_for(
         error=error,
         content_type=media_type(outcome.headers.get("content-type")),
         bytes=len(outcome.body),
-        sha256=hashlib.sha256(outcome.body).hexdigest(),
+        sha256=sha256 or hashlib.sha256(outcome.body).hexdigest(),
         path=saved,
         elapsed_ms=round(outcome.elapsed * 1000),
         **base,

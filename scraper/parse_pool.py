@@ -11,6 +11,7 @@ OutputError: a body that cannot be saved (a full disk) ends the crawl.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import json
 import logging
@@ -41,8 +42,10 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PageWork:
-    """What the parse stage made of one page: where its body was saved, and its parse."""
+    """What the parse stage made of one page: its body's digest, where the body was saved,
+    and its parse."""
 
+    sha256: str
     saved: str | None
     parsed: ParsedPage | ParseError
     seconds: float  # spent parsing
@@ -55,16 +58,20 @@ def save_and_parse(
 
     The page is saved here rather than in the collector because creating a file costs
     kernel time (0.2 ms to over a millisecond a file on this project's test machine); in
-    the pool that time runs beside the collector instead of inside it. A failed save raises
-    OutputError. A failed parse is a value, so the record still names the saved file.
+    the pool that time runs beside the collector instead of inside it. Its digest is taken
+    here too: in the collector, hashing a 45 KB page took 0.7 ms of its time, a tenth of
+    it hashing and the rest getting the GIL back from the fetch threads (hashlib lets it
+    go). A failed save raises OutputError. A failed parse is a value, so the record still
+    names the saved file.
     """
+    sha256 = hashlib.sha256(response.body).hexdigest()
     saved = str(files.save(origin, response.body)) if files is not None else None
     started = time.perf_counter()
     try:
         parsed: ParsedPage | ParseError = _parse(url, response, extract)
     except Exception as error:  # a parse never takes the crawl down: it becomes the record's
         parsed = _as_parse_error(error)
-    return PageWork(saved, parsed, time.perf_counter() - started)
+    return PageWork(sha256, saved, parsed, time.perf_counter() - started)
 
 
 def save_and_parse_all(

@@ -617,11 +617,14 @@ class _Run:
         for job, work in zip(event.jobs, event.result, strict=True):
             self.stats.parse_finished(work.seconds)
             request, response = job.request, job.response
+            saved, sha256 = work.saved, work.sha256
             if isinstance(work.parsed, ParseError):
-                yield self._finish(request, response, saved=work.saved, failure=work.parsed)
+                yield self._finish(
+                    request, response, saved=saved, sha256=sha256, failure=work.parsed
+                )
                 continue
             self._follow_links(request, response, work.parsed)
-            yield self._finish(request, response, saved=work.saved, parsed=work.parsed)
+            yield self._finish(request, response, saved=saved, sha256=sha256, parsed=work.parsed)
 
     def _batch_lost(self, jobs: list[_ParseJob], error: ParseError) -> Iterator[Page]:
         """No result came back for a batch (a parse process died, or the result could not
@@ -689,8 +692,11 @@ class _Run:
         saved: str | None = None,
         parsed: ParsedPage | None = None,
         failure: ParseError | None = None,
+        sha256: str | None = None,
     ) -> Page:
-        page = self._record(page_for(request, outcome, saved=saved, parsed=parsed, failure=failure))
+        page = self._record(
+            page_for(request, outcome, saved=saved, parsed=parsed, failure=failure, sha256=sha256)
+        )
         self.frontier.done(request)
         return page
 
