@@ -41,6 +41,7 @@ _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 _TAB_AND_NEWLINES = str.maketrans("", "", "\t\r\n")
 _PORT = re.compile(r"(?:^|\]|[^:\]]):([^:\]]*)$")  # after the host, an IPv6 literal's too
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
+_NUMBER = re.compile(r"0x[0-9a-f]*|[0-9]+")  # a label WHATWG URL reads as a number
 # What errors="surrogateescape" makes of a byte that is not UTF-8.
 _UNDECODED_BYTE = re.compile("[\udc80-\udcff]")
 _FORBIDDEN_IN_LINE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
@@ -98,11 +99,17 @@ def _numbers_as_ipv4(host: str) -> str | None:
     """A host of numbers, dotted-quad as a browser reads it (WHATWG URL's IPv4 parser, which
     reads like inet_aton): "127.1", "2130706433", "0x7f.0.0.1" and "127.0.0.1." are
     127.0.0.1. The resolver connects there; aiohttp (yarl) refuses the URL; and one address
-    should have one spelling. None for a host that is not numbers; InvalidURL for numbers
-    that make no address ("1.2.3.09", "256.0.0.1")."""
+    should have one spelling. None for a host whose last label is not a number (a name).
+
+    A host whose last label is a number is an address or nothing, as in a browser
+    (WHATWG's "ends in a number"): numbers that make no address ("1.2.3.09", "256.0.0.1",
+    "1.2.3.4.5") and names ending in a number ("example.123") are InvalidURL. No domain
+    ends in one, and the resolver read some of them as addresses of its own accord."""
     numbers = host.removesuffix(".").lower()
-    if not _NUMERIC_HOST.match(numbers):
+    if not _NUMBER.fullmatch(numbers.rpartition(".")[2]):
         return None
+    if not _NUMERIC_HOST.match(numbers):
+        raise InvalidURL(f"invalid host {host!r}: ending in a number, it must be an IPv4 address")
     try:
         return socket.inet_ntoa(socket.inet_aton(numbers))
     except OSError:
