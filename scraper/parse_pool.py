@@ -198,8 +198,16 @@ class ParseStage:
         results nobody would collect: a slow extraction, or a page the parser spins on,
         held the crawl's end for as long as it took. Parse threads cannot be ended: they
         are still waited for.
+
+        A Ctrl-C while the pool is still starting leaves the pool to be ended by the thread
+        starting it, once started. Before, in a program that embeds the crawl and goes on
+        after the Ctrl-C, its processes ran on, idle, until the program exited.
         """
-        error = self._opening.exception()
+        try:
+            error = self._opening.exception()
+        except BaseException:
+            self._opening.add_done_callback(_end_once_started)
+            raise
         if error is not None:
             if not self._asked:
                 _log.warning("%s", error)
@@ -209,6 +217,17 @@ class ParseStage:
             terminate_pool(executor)
         else:
             executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _end_once_started(opening: Future[Executor]) -> None:
+    """End a pool whose crawl stopped waiting for it while it started."""
+    if opening.exception() is not None:
+        return
+    executor = opening.result()
+    if isinstance(executor, ProcessPoolExecutor):
+        terminate_pool(executor)
+    else:
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 def open_parse_pool(config: Config) -> Executor:

@@ -1052,6 +1052,34 @@ def test_the_crawl_fetches_while_its_parse_processes_start(fresh_site, monkeypat
     assert [(page.url, page.title) for page in pages] == [(fresh_site.url_for("/"), "Page 0")]
 
 
+def test_a_ctrl_c_while_the_parse_pool_starts_ends_its_processes_once_started(monkeypatch):
+    """The crawl's end waits for the pool's start; a Ctrl-C there (a second one, in a
+    program that embeds the crawl and goes on) hands the pool to the thread starting it,
+    which ends it. Before, its processes ran on, idle, until the program exited."""
+    release = threading.Event()
+    started: list[multiprocessing.process.BaseProcess] = []
+    opening = open_parse_pool
+
+    def held(config: Config) -> Any:
+        release.wait(timeout=30)
+        pool = opening(config)
+        started.extend(pool._processes.values())  # type: ignore[attr-defined]
+        return pool
+
+    monkeypatch.setattr("scraper.parse_pool.open_parse_pool", held)
+    stage = ParseStage(Config.from_options(parsers=1))
+
+    def interrupted(timeout: float | None = None) -> BaseException | None:
+        raise KeyboardInterrupt
+
+    stage._opening.exception = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        stage.shutdown()
+    del stage._opening.exception  # the future's own again, for the thread that sets it
+    release.set()
+    assert wait_for(lambda: started and not any(p.is_alive() for p in started), GRACE)
+
+
 def test_a_parse_pool_that_cannot_start_ends_the_crawl_with_its_error(
     demo_site, second_parse_process_refused, caplog
 ):
