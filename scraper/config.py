@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scraper._version import __version__
-from scraper.errors import ConfigError
+from scraper.errors import ConfigError, InvalidURL
 
 if TYPE_CHECKING:
     from bs4 import BeautifulSoup
@@ -113,6 +113,7 @@ class Config:
         ):
             raise ConfigError("allow_domains must be a sequence of domain names")
         object.__setattr__(self, "allow_domains", tuple(self.allow_domains))
+        _domains("allow_domains", self.allow_domains)
         object.__setattr__(self, "output", _path_or_none("output", self.output))
         object.__setattr__(self, "state", _path_or_none("state", self.state))
         if self.resume and (self.state is None or self.output is None):
@@ -129,6 +130,19 @@ class Config:
             names = ", ".join(map(repr, unknown))
             raise ConfigError(f"unknown option {names}; known options: {', '.join(sorted(known))}")
         return cls(**options)
+
+
+def _domains(name: str, domains: tuple[str, ...]) -> None:
+    """Refuse a domain that no URL can be in: it would widen the scope by nothing, unsaid."""
+    if not domains:
+        return
+    from scraper.urls import ascii_domain  # noqa: PLC0415  # yarl, only when there are domains
+
+    for domain in domains:
+        try:
+            ascii_domain(domain)
+        except InvalidURL as error:
+            raise ConfigError(f"{name}: {error}") from None
 
 
 def _path_or_none(name: str, value: Any) -> Path | None:

@@ -89,7 +89,8 @@ PARSE_BATCH = 8  # pages sent to the parse pool in one hand-off, when that many 
 # result in and sent the next; the fetchers then ran out of leases. At 100 ms latency on
 # a slow stretch of the test machine, 4 crawls each in turn: the dispatcher found no lease
 # 96-177 times a crawl, and 0-19 with two batches; median wall 8.06 -> 7.81 s. (On a fast
-# stretch, where the parsers keep up anyway, the two were level.)
+# stretch, where the parsers keep up anyway, the two were level.) The cost: when a parse
+# process dies, the pages in the pool, now up to twice as many, are each parsed again alone.
 PARSE_BACKLOG = 2 * PARSE_BATCH
 # A lease for each request on the wire and one for an answer waiting to be collected: the
 # collector works in bursts (a parsed page's links, its record), and meanwhile the fetch

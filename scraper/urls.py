@@ -13,7 +13,6 @@ different resource than the page linked.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import ipaddress
 import re
@@ -40,8 +39,8 @@ _AUTHORITY = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?//([^/?#]*)")
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 _TAB_AND_NEWLINES = str.maketrans("", "", "\t\r\n")
 _PORT = re.compile(r"(?:^|\]|[^:\]]):([^:\]]*)$")  # after the host, an IPv6 literal's too
-_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
 _NUMBER = re.compile(r"0x[0-9a-f]*|[0-9]+")  # a label WHATWG URL reads as a number
+_NUMERIC_HOST = re.compile(rf"({_NUMBER.pattern})(\.({_NUMBER.pattern})){{0,3}}")
 # What errors="surrogateescape" makes of a byte that is not UTF-8.
 _UNDECODED_BYTE = re.compile("[\udc80-\udcff]")
 _FORBIDDEN_IN_LINE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
@@ -106,12 +105,14 @@ def _numbers_as_ipv4(host: str) -> str | None:
     "1.2.3.4.5") and names ending in a number ("example.123") are InvalidURL. No domain
     ends in one, and the resolver read some of them as addresses of its own accord."""
     numbers = host.removesuffix(".").lower()
-    if not _NUMBER.fullmatch(numbers.rpartition(".")[2]):
-        return None
-    if not _NUMERIC_HOST.match(numbers):
+    if ":" in numbers or not _NUMBER.fullmatch(numbers.rpartition(".")[2]):
+        return None  # a name, or an IPv6 address ("::ffff:1.2.3.4")
+    if not _NUMERIC_HOST.fullmatch(numbers):
         raise InvalidURL(f"invalid host {host!r}: ending in a number, it must be an IPv4 address")
+    # "0x" alone is 0 to WHATWG; inet_aton wants a digit after it
+    labels = ("0" if label == "0x" else label for label in numbers.split("."))
     try:
-        return socket.inet_ntoa(socket.inet_aton(numbers))
+        return socket.inet_ntoa(socket.inet_aton(".".join(labels)))
     except OSError:
         raise InvalidURL(f"invalid IPv4 address {host!r}") from None
 
@@ -226,7 +227,7 @@ class Scope:
         hosts: set[str] = set()
         for seed in seeds:
             hosts.update(_www_siblings(host_of(seed)))
-        return cls(frozenset(hosts), frozenset(_ascii_domain(d) for d in domains))
+        return cls(frozenset(hosts), frozenset(ascii_domain(d) for d in domains))
 
     def widened(self, url: str) -> Scope:
         """The scope plus the host of `url`: a seed that redirects brings its target along."""
@@ -250,15 +251,17 @@ def _www_siblings(host: str) -> frozenset[str]:
     return frozenset({bare, "www." + bare})
 
 
-def _ascii_domain(domain: str) -> str:
+def ascii_domain(domain: str) -> str:
     """A domain as hosts appear in canonical URLs: lower-case, IDNA-encoded, an IPv4
-    address in numbers dotted-quad."""
-    domain = domain.strip(".")
-    with contextlib.suppress(InvalidURL):  # no address: it matches nothing either way
-        address = _numbers_as_ipv4(domain)
-        if address is not None:
-            return address
-    return yarl.URL.build(scheme="http", host=domain).raw_host or domain.lower()
+    address in numbers dotted-quad. Raises InvalidURL for one that no URL's host can be or
+    end in ("bad domain", "ex*ample.com", "example.123", "256.0.0.1", "")."""
+    try:
+        host = yarl.URL.build(scheme="http", host=domain.strip(".")).raw_host
+    except ValueError as error:
+        raise InvalidURL(f"invalid domain {domain!r}: {error}") from None
+    if not host or not (":" in host or _HOSTNAME.match(host)):
+        raise InvalidURL(f"invalid domain {domain!r}")
+    return _numbers_as_ipv4(host) or host
 
 
 def is_private(url: str) -> bool:

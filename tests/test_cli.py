@@ -189,6 +189,16 @@ def test_messages_keep_their_brackets_and_stay_on_one_line_in_a_pipe(tmp_path):
     assert "cannot create the output directory taken[x]/out" in done.stderr
 
 
+def test_an_allowed_domain_no_url_can_be_in_exits_2(tmp_path):
+    """Found before anything starts; it was a traceback from inside the crawl."""
+    listing = write_list(tmp_path, "http://127.0.0.1:1/")
+    done = scrape(tmp_path, listing.name, "--allow-domain", "bad domain")
+    assert done.returncode == 2
+    assert "invalid domain 'bad domain'" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "output").exists()
+
+
 def test_resume_with_a_memory_frontier_is_a_usage_error(tmp_path):
     listing = write_list(tmp_path, "http://127.0.0.1:1/")
     done = scrape(tmp_path, listing.name, "--resume", "--frontier", "memory")

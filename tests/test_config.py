@@ -120,6 +120,13 @@ INVALID: list[tuple[str, Any]] = [
     ("user_agent", "   "),
     ("extract", 42),
     ("allow_domains", "example.com"),
+    # domains no URL can be in: refused, rather than widening the scope by nothing
+    ("allow_domains", ["bad domain"]),
+    ("allow_domains", ["ex*ample.com"]),
+    ("allow_domains", [""]),
+    ("allow_domains", ["example.123"]),
+    ("allow_domains", ["256.0.0.1"]),
+    ("allow_domains", ["example.com/path"]),
 ]
 
 

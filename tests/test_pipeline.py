@@ -734,6 +734,7 @@ def test_a_raising_extractor_fails_its_page_only(demo_site, parse, extract, rais
     assert failed.error["kind"] == "parse"
     assert extractors.FAILURE_TEXT in failed.error["message"]
     assert raised in failed.error["message"]
+    assert failed.sha256 == hashlib.sha256(demo_site.body_for("/page/1") or b"").hexdigest()
     others = [page for page in pages if page is not failed and page.content_type == "text/html"]
     assert len(others) > 3
     assert all(page.ok and page.data == "fine" for page in others)

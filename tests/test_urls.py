@@ -9,7 +9,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scraper.errors import ErrorKind, InvalidURL
-from scraper.urls import BadLine, ListedURL, Scope, canonicalize, host_of, read_url_list
+from scraper.urls import (
+    BadLine,
+    ListedURL,
+    Scope,
+    _numbers_as_ipv4,
+    canonicalize,
+    host_of,
+    read_url_list,
+)
 
 
 def parse_list(text: str) -> list[ListedURL | BadLine]:
@@ -230,11 +238,21 @@ def test_read_url_list_is_lazy() -> None:
         ("http://0x7F.0.0.1/", "http://127.0.0.1/"),
         ("http://017700000001/", "http://127.0.0.1/"),
         ("http://user@1.2.3.4./", "http://user@1.2.3.4/"),
+        ("http://1.2.3.0x/", "http://1.2.3.0/"),  # "0x" alone is 0 to WHATWG URL
+        ("http://0X.1/", "http://0.0.0.1/"),
+        # an IPv6 address whose text ends in an IPv4 one is no name ending in a number
+        ("http://[::ffff:1.2.3.4]/", "http://[::ffff:102:304]/"),
         ("http://example.com./", "http://example.com./"),  # a name keeps its dot
     ],
 )
 def test_canonical_form(url: str, expected: str) -> None:
     assert canonicalize(url) == expected
+
+
+def test_an_ipv6_address_ending_in_an_ipv4_one_is_no_name_ending_in_a_number() -> None:
+    """yarl writes "::ffff:1.2.3.4" so on Python 3.13, where ipaddress does; read as a
+    name ending in a number, it was refused as an invalid IPv4 address."""
+    assert _numbers_as_ipv4("::ffff:1.2.3.4") is None
 
 
 def test_spellings_of_one_resource_share_a_canonical_form() -> None:
@@ -290,7 +308,6 @@ def test_resolution_against_base_can_reach_a_bad_scheme() -> None:
         "http://1.2.3.4.5/",  # a host ending in a number is an address, or nothing
         "http://example.123/",
         "http://example.0x1f/",
-        "http://1.2.3.0x/",
         "http:///nohost",
         "http://",
         "ftp://example.com/",
