@@ -280,6 +280,16 @@ def test_hostile_routes_end_in_the_same_kind(
     assert time.monotonic() - started < PATIENCE
 
 
+@pytest.mark.parametrize("part", ["status", "header", "interim"])
+def test_a_head_that_never_ends_times_out(fetcher: Fetcher, rude_server: str, part: str) -> None:
+    """Only a deadline for the whole answer ends it. With requests the head's reads had
+    none: the fetch lasted as long as the server went on."""
+    started = time.monotonic()
+    error = error_of(fetcher, rude_server + f"trickle-head/{part}")
+    assert error.kind is ErrorKind.TIMEOUT, error
+    assert time.monotonic() - started < PATIENCE
+
+
 @pytest.mark.parametrize(
     ("url", "kind"),
     [
@@ -906,6 +916,23 @@ async def _interim(request: web.Request) -> web.Response:
     interim = b"HTTP/1.1 %s Interim\r\nLink: </style.css>; rel=preload\r\n\r\n"
     final = _HEAD + b"Connection: close\r\nContent-Length: 2\r\n\r\nhi"
     return await _write_raw(request, interim % request.match_info["status"].encode() + final)
+
+
+@_routes.get("/trickle-head/{part}")
+async def _trickle_head(request: web.Request) -> web.Response:
+    """A head that never ends, a byte or an interim answer every 0.1 s, each well within
+    the timeout: in its status line, in a header line, or as endless 103 answers."""
+    start, more = {
+        "status": (b"HTTP/1.1 200 O", b"k"),
+        "header": (_HEAD + b"X-Long: ", b"x"),
+        "interim": (b"", b"HTTP/1.1 103 Early Hints\r\n\r\n"),
+    }[request.match_info["part"]]
+    assert request.transport is not None
+    request.transport.write(start)
+    for _ in range(round(2 * PATIENCE / 0.1)):  # a fetch still going on fails the test
+        await asyncio.sleep(0.1)
+        request.transport.write(more)
+    return await _write_raw(request, b"")
 
 
 @_routes.get("/multipart")

@@ -235,6 +235,15 @@ class _WholeHeadResponse(http.client.HTTPResponse):
     body, where aiohttp says the server disconnected: `connect` here too.
     """
 
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        timeout = sock.gettimeout()  # the read timeout: urllib3 sets it just before
+        if timeout is not None:
+            # detached, or the reader makefile made would close the socket's file when freed
+            socket_io = self.fp.detach()
+            raw = _UntilDeadline(socket_io, sock, time.monotonic() + timeout)
+            self.fp = io.BufferedReader(raw)
+
     def begin(self) -> None:
         watched = _LineEnds(self.fp)
         self.fp = watched  # type: ignore[assignment]
@@ -360,6 +369,34 @@ def _head_cut_off(cut: bytes) -> TransportError:
 
 def _not_a_header(line: bytes | str) -> TransportError:
     return TransportError(f"a header line is not a header: {line[:80]!r}", ErrorKind.PROTOCOL)
+
+
+class _UntilDeadline(io.RawIOBase):
+    """A socket's reads, each allowed only the time left before a deadline.
+
+    The socket's own timeout bounds one read, so a server sending a byte now and then kept
+    a fetch going for as long as it liked: in the head, which is read before `Body`'s
+    deadline applies (a status or header line trickled, endless 103 answers), it held a
+    worker and its host's slot for good, where aiohttp ends at the timeout. The deadline
+    is the read timeout after the request was sent: the whole answer, head and body."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._raw, self._sock, self._deadline = raw, sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")  # what the socket raises: urllib3 knows it
+        self._sock.settimeout(left)  # urllib3 sets the read timeout again for each answer
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 class _LineEnds:
