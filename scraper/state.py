@@ -69,7 +69,8 @@ def _open_output(config: Config) -> CrawlOutput:
     try:
         _refuse_previous_crawl(config)
         if config.overwrite:
-            _remove_state(config.state)
+            for state in _state_files(config):
+                _remove_state(state)
         return CrawlOutput(claim, append=config.resume)
     except BaseException:
         claim.release()
@@ -103,8 +104,16 @@ def _refuse_previous_crawl(config: Config) -> None:
 
 def _crawl_files(config: Config) -> list[Path]:
     assert config.output is not None
-    files = [config.output / PAGES_FILE, config.output / SKIPPED_FILE]
-    return files + ([config.state] if config.state is not None else [])
+    return [config.output / PAGES_FILE, config.output / SKIPPED_FILE, *_state_files(config)]
+
+
+def _state_files(config: Config) -> list[Path]:
+    """The crawl's state file, and the one `scrape` keeps in the output directory: a crawl
+    with its frontier in memory (or its state elsewhere) still replaces or refuses what an
+    earlier crawl left there. Left behind by --overwrite, it made a later --resume take
+    every URL it listed for done, and record none of them."""
+    assert config.output is not None
+    return list(dict.fromkeys(p for p in (config.state, config.output / STATE_FILE) if p))
 
 
 def _holds_data(path: Path) -> bool:
@@ -114,10 +123,8 @@ def _holds_data(path: Path) -> bool:
         return False
 
 
-def _remove_state(state: Path | None) -> None:
+def _remove_state(state: Path) -> None:
     """Delete a previous state file (the JSONL files are truncated when opened)."""
-    if state is None:
-        return
     for suffix in _SQLITE_COMPANIONS:
         with contextlib.suppress(FileNotFoundError):
             state.with_name(state.name + suffix).unlink()

@@ -263,6 +263,28 @@ def test_a_finished_crawl_is_neither_replaced_nor_mixed_without_asking(
     assert stats["pages"] == len(expected)
 
 
+def test_a_memory_frontier_crawl_replaces_or_refuses_the_state_an_earlier_crawl_left(
+    fresh_site: RunningSite, tmp_path: Path
+) -> None:
+    """Its frontier is in RAM, but the directory's state.sqlite is an earlier crawl's: left
+    behind by --overwrite, a later --resume took every URL for done and recorded none."""
+    listing = write_list(tmp_path, fresh_site.url)
+    output = tmp_path / "output"
+    assert scrape(tmp_path, listing.name, *QUIET).returncode == 0
+    in_memory = [listing.name, *QUIET, "--frontier", "memory"]
+
+    refused = scrape(tmp_path, *in_memory)
+    assert refused.returncode == 2
+    assert "state.sqlite" in refused.stderr
+
+    assert scrape(tmp_path, *in_memory, "--overwrite").returncode == 0
+    assert not (output / "state.sqlite").exists()
+    resumed = scrape(tmp_path, listing.name, *QUIET, "--resume")
+    assert resumed.returncode == 2
+    assert "nothing to resume" in resumed.stderr
+    assert urls_recorded(output) == [fresh_site.url]
+
+
 # -- an output directory that cannot be written --------------------------------------------
 
 
