@@ -9,6 +9,7 @@ on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -87,8 +88,13 @@ class Progress:
 
 def say(message: str) -> None:
     """One plain line on stderr, as it is: no markup, never wrapped. While the live line is
-    shown, rich redirects stderr and prints it above."""
-    print(message, file=sys.stderr, flush=True)
+    shown, rich redirects stderr and prints it above.
+
+    A stderr that cannot be written (a closed pipe, a full disk) loses the message, not the
+    crawl: a list's first bad line ended the run before it began. The exit status still
+    tells (`cli.run` makes a last failed flush 120, as Python's own exit does)."""
+    with contextlib.suppress(OSError):
+        print(message, file=sys.stderr, flush=True)
 
 
 def stderr_console() -> Console:
@@ -120,7 +126,8 @@ def print_summary(stats: StatsSnapshot) -> None:
     rows += _counted("skipped", stats.skipped)
     for name, value in rows:
         table.add_row(name, value)
-    stderr_console().print(table)
+    with contextlib.suppress(OSError):  # as in `say`: the crawl is done and on disk
+        stderr_console().print(table)
 
 
 def _counted(prefix: str, counts: Mapping[str, int]) -> list[tuple[str, str]]:

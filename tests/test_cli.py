@@ -199,6 +199,23 @@ def test_an_allowed_domain_no_url_can_be_in_exits_2(tmp_path):
     assert not (tmp_path / "output").exists()
 
 
+def test_a_stderr_that_cannot_be_written_loses_messages_not_the_crawl(demo_site, tmp_path):
+    """`2>/dev/full`, or a pipe closed early: the bad line's message, the progress and the
+    summary are lost; the records are not. The first message ended the run before it began."""
+    listing = write_list(tmp_path, "ftp://example.com/", demo_site.url)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "scraper", listing.name, *FAST],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stderr=full,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+    assert done.returncode == 1  # the invalid line
+    assert urls_recorded(tmp_path / "output") == [demo_site.url]
+
+
 def test_resume_with_a_memory_frontier_is_a_usage_error(tmp_path):
     listing = write_list(tmp_path, "http://127.0.0.1:1/")
     done = scrape(tmp_path, listing.name, "--resume", "--frontier", "memory")
