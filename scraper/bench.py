@@ -53,6 +53,7 @@ from rich.table import Table
 
 from scraper import config as defaults
 from scraper._version import __version__
+from scraper.cli import path_argument
 from scraper.errors import ScraperError
 from scraper.sinks import STATS_FILE
 
@@ -867,7 +868,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=path_argument,
         default=DEFAULT_OUTPUT,
         help=f"where results.json, bench.png and bench.md go (default: {DEFAULT_OUTPUT})",
     )

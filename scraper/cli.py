@@ -113,6 +113,14 @@ def scrape(argv: Sequence[str]) -> int:
     return EXIT_FAILURES if failed else EXIT_OK
 
 
+def path_argument(text: str) -> Path:
+    """argparse's type for a path option: "" is refused, which Path reads as the current
+    directory (`-o ""` wrote the crawl there)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names no directory")
+    return Path(text)
+
+
 def _crawl_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scrape",
@@ -123,7 +131,7 @@ def _crawl_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=path_argument,
         default=Path("output"),
         help="output directory (default: output)",
     )

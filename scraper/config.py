@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -102,8 +103,15 @@ class Config:
         _number("backoff_cap", self.backoff_cap)
         _one_of("fetch", self.fetch, FETCH_STRATEGIES)
         _one_of("parse", self.parse, PARSE_MODES)
+        for name in _SWITCHES:
+            if not isinstance(getattr(self, name), bool):  # "false" is true to an `if`
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.user_agent, str) or not self.user_agent.strip():
             raise ConfigError("user_agent must be a non-empty string")
+        if not _HEADER_TEXT.fullmatch(self.user_agent):
+            raise ConfigError(
+                f"user_agent must be printable ASCII, as an HTTP header is, got {self.user_agent!r}"
+            )
         if self.extract is not None and not callable(self.extract):
             raise ConfigError("extract must be a callable (soup, url) -> value")
         if self.extract is not None and self.parse == "processes":
@@ -145,11 +153,20 @@ def _domains(name: str, domains: tuple[str, ...]) -> None:
             raise ConfigError(f"{name}: {error}") from None
 
 
+_SWITCHES = ("ignore_robots", "allow_private", "resume", "overwrite", "save_files", "skipped_log")
+# requests refuses a header value with a line break and urllib3 one outside Latin-1, while
+# aiohttp sends them: refused here, every strategy sends the same header, or none.
+_HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
+
+
 def _path_or_none(name: str, value: Any) -> Path | None:
     if value is None:
         return None
     if not isinstance(value, str | os.PathLike):
         raise ConfigError(f"{name} must be a path, got {value!r}")
+    text = os.fspath(value)
+    if not text or "\0" in str(text):  # "" would be the current directory to Path
+        raise ConfigError(f"{name} must name a file or directory, got {value!r}")
     return Path(value)
 
 
@@ -162,7 +179,11 @@ def _whole(name: str, value: int, minimum: int, maximum: int | None = None) -> N
 
 def _number(name: str, value: float, *, above: float | None = None) -> None:
     """A number of seconds: >= 0 (or > `above`), and at most MAX_SECONDS."""
-    valid = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    valid = (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and -math.inf < value < math.inf  # math.isfinite overflows on a huge int
+    )
     if not valid or value < 0 or (above is not None and value <= above):
         bound = f"> {above}" if above is not None else ">= 0"
         raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")

@@ -216,6 +216,15 @@ def test_a_stderr_that_cannot_be_written_loses_messages_not_the_crawl(demo_site,
     assert urls_recorded(tmp_path / "output") == [demo_site.url]
 
 
+def test_an_empty_output_path_exits_2(tmp_path):
+    """Path("") is the current directory: `-o ""` crawled into it."""
+    listing = write_list(tmp_path, "http://127.0.0.1:1/")
+    done = scrape(tmp_path, listing.name, "-o", "")
+    assert done.returncode == 2
+    assert "empty path" in done.stderr
+    assert not (tmp_path / "pages.jsonl").exists()
+
+
 def test_resume_with_a_memory_frontier_is_a_usage_error(tmp_path):
     listing = write_list(tmp_path, "http://127.0.0.1:1/")
     done = scrape(tmp_path, listing.name, "--resume", "--frontier", "memory")

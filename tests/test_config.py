@@ -120,6 +120,19 @@ INVALID: list[tuple[str, Any]] = [
     ("user_agent", "   "),
     ("extract", 42),
     ("allow_domains", "example.com"),
+    ("ignore_robots", "false"),  # true to an `if`: robots.txt would have been ignored
+    ("allow_private", "no"),
+    ("save_files", 0),
+    ("skipped_log", None),
+    ("overwrite", "yes"),
+    ("resume", 1),
+    ("user_agent", "a\r\nX-Injected: 1"),  # refused by requests, sent by aiohttp
+    ("user_agent", "caf\u00e9"),
+    ("user_agent", "a\x01b"),
+    ("timeout", 10**400),  # math.isfinite overflows
+    ("output", ""),  # the current directory, silently
+    ("output", "out\0put"),
+    ("state", "state\0.sqlite"),
     # domains no URL can be in: refused, rather than widening the scope by nothing
     ("allow_domains", ["bad domain"]),
     ("allow_domains", ["ex*ample.com"]),
