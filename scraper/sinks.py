@@ -23,6 +23,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import secrets
 import stat
 import string
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -407,7 +408,10 @@ class JsonlWriter:
         try:
             if append:
                 _drop_torn_tail(path)
-            self._file = path.open("ab" if append else "wb", buffering=0)
+            # O_NOFOLLOW: a link put in place since `refuse_links` is refused too
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            flags |= os.O_APPEND if append else os.O_TRUNC
+            self._file = io.FileIO(os.open(path, flags, 0o666), "ab" if append else "wb")
             self._end = self._file.seek(0, os.SEEK_END)  # where the last whole line ends
         except OSError as error:
             raise OutputError(f"cannot open {path}: {error}") from error
@@ -515,6 +519,18 @@ class OutputClaim:
         os.close(self._descriptor)  # and with it the lock
 
 
+def refuse_links(directory: Path, names: Iterable[str]) -> None:
+    """Raise OutputError when one of `names` in `directory` is a symbolic link: the crawl
+    would write where it points, outside the directory (pages.jsonl appended to any file
+    the user may write, bodies saved in any directory). Checked as the crawl opens its
+    output, before anything is fetched; stats.json was refused only at the end."""
+    for name in names:
+        if (directory / name).is_symlink():
+            raise OutputError(
+                f"{directory / name} is a symbolic link: a crawl writes only inside {directory}"
+            )
+
+
 class CrawlOutput:
     """The output directory of one crawl: pages.jsonl, skipped.jsonl, files/, stats.json."""
 
@@ -523,6 +539,7 @@ class CrawlOutput:
         `append` continues a resumed crawl's JSONL files."""
         self.directory = directory = claim.directory
         self._claim = claim
+        refuse_links(directory, (FILES_DIR, PAGES_FILE, SKIPPED_FILE, STATS_FILE))
         self._files = FileStore(directory / FILES_DIR)
         if append:
             self._files.remove_partials()

@@ -24,7 +24,7 @@ from typing import Any
 from scraper.config import Config
 from scraper.errors import ConfigError, OutputError
 from scraper.frontier import Frontier, MemoryFrontier, SQLiteFrontier
-from scraper.sinks import PAGES_FILE, SKIPPED_FILE, CrawlOutput, OutputClaim
+from scraper.sinks import PAGES_FILE, SKIPPED_FILE, CrawlOutput, OutputClaim, refuse_links
 from scraper.stats import Stats
 
 STATE_FILE = "state.sqlite"
@@ -68,6 +68,7 @@ def _open_output(config: Config) -> CrawlOutput:
     claim = OutputClaim(config.output)
     try:
         _refuse_previous_crawl(config)
+        refuse_links(config.output, (STATE_FILE + suffix for suffix in _SQLITE_COMPANIONS))
         if config.overwrite:
             for state in _state_files(config):
                 _remove_state(state)

@@ -1192,6 +1192,27 @@ def test_a_resume_refused_for_its_settings_lets_go_of_the_directory(demo_site, t
     assert list(crawl([demo_site.url], depth=1, resume=True, **options))
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["pages.jsonl", "skipped.jsonl", "stats.json", "files", "state.sqlite", "state.sqlite-wal"],
+)
+def test_an_output_directory_holding_a_link_is_refused(demo_site, tmp_path, name):
+    """A crawl writes only inside its output directory: a link there took its writes
+    elsewhere (records appended to any file, truncated by overwrite, bodies saved in any
+    directory). Refused as the output opens, before anything is fetched."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_text("keep\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).symlink_to(outside if name == "files" else victim)
+    with pytest.raises(OutputError, match="symbolic link"):
+        run_crawl([demo_site.url], output=out, state=out / "state.sqlite", overwrite=True)
+    assert victim.read_text() == "keep\n"
+    assert list(outside.iterdir()) == [victim]
+
+
 def test_a_ctrl_c_while_stopping_still_closes_the_output(demo_site, tmp_path, monkeypatch):
     """A second Ctrl-C in a program that embeds the crawl may land in any step of the
     shutdown: the later steps still run (stats.json, the claim on the directory)."""
