@@ -320,6 +320,8 @@ class _Run:
         for raw in urls:
             if self.stopping.is_set():
                 break
+            if not isinstance(raw, str):  # bytes, None...: a caller's mistake, not a bad URL
+                raise TypeError(f"urls must hold strings, not {type(raw).__name__}: {raw!r}")
             try:
                 url = canonicalize(raw)
             except InvalidURL as error:

@@ -43,6 +43,7 @@ _NUMBER = re.compile(r"0x[0-9a-f]*|[0-9]+")  # a label WHATWG URL reads as a num
 _NUMERIC_HOST = re.compile(rf"({_NUMBER.pattern})(\.({_NUMBER.pattern})){{0,3}}")
 # What errors="surrogateescape" makes of a byte that is not UTF-8.
 _UNDECODED_BYTE = re.compile("[\udc80-\udcff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # text no UTF-8 encodes
 _FORBIDDEN_IN_LINE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 # A relative path ("b.html", "../x?q"): its first segment has no ":" (that would be a scheme).
 _RELATIVE_PATH = re.compile(r"[^:/?#\\]+(?:[/?#\\]|$)")
@@ -55,6 +56,9 @@ def canonicalize(url: str, base: str | None = None) -> str:
 
     Raises InvalidURL for anything that is not a fetchable http(s) URL with a valid host.
     """
+    if not url.isascii() and _LONE_SURROGATE.search(url):
+        # yarl drops a lone surrogate ("/a\udcff" became "/a"): another URL, silently
+        raise InvalidURL("URL holds text UTF-8 cannot encode (a lone surrogate)")
     try:
         parsed = yarl.URL(url)
         if base is not None:

@@ -399,6 +399,14 @@ def test_one_string_instead_of_a_list_of_urls_is_refused():
         asyncio.run(first_of_arun())
 
 
+@pytest.mark.parametrize("item", [b"http://a.example/", None, 1, ["http://a.example/"]])
+def test_an_item_that_is_no_string_is_refused(item: Any, tmp_path: Path) -> None:
+    """A caller's mistake, said as one: bytes broke the skipped log's JSON mid-crawl, a list
+    the frontier's set, and None or a number went into skipped.jsonl as a URL."""
+    with pytest.raises(TypeError, match="urls must hold strings"):
+        run_crawl(["http://127.0.0.1:1/", item], output=tmp_path / "out")
+
+
 def test_the_clock_stops_when_the_crawl_ends(demo_site, tmp_path):
     """The summary printed after a crawl and its stats.json report the same elapsed time."""
     crawler = Crawler(Config.from_options(output=tmp_path))

@@ -305,6 +305,8 @@ def test_resolution_against_base_can_reach_a_bad_scheme() -> None:
         "http://example.com:abc/",
         "http://1.2.3.09/",  # 09 is no octal number
         "http://256.0.0.1/",
+        "http://a.example/\udcff",  # yarl dropped a lone surrogate: another URL
+        "http://a.example/?q=\ud800",
         "http://1.2.3.4.5/",  # a host ending in a number is an address, or nothing
         "http://example.123/",
         "http://example.0x1f/",
