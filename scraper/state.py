@@ -161,12 +161,23 @@ def _resume(config: Config, frontier: Frontier, stats: Stats) -> None:
 
 
 def _urls_counted(path: Path, count: Callable[[dict[str, Any]], None]) -> Iterator[str]:
-    """The `url` of each line of a JSONL file, after passing the entry to `count`."""
+    """The `url` of each line of a JSONL file, after passing the entry to `count`.
+
+    A crash can only tear the last line, which opening the file for the resume dropped; so
+    a line that is not an entry this crawl wrote means the file was edited or damaged, and
+    the resume stops on it (OutputError, naming it). Skipped, its URL was left done without
+    a record; read, a line of the wrong shape ended the resume in a traceback."""
     with contextlib.suppress(FileNotFoundError), path.open("rb") as lines:
-        for line in lines:
+        for number, line in enumerate(lines, start=1):
             try:
                 entry = json.loads(line)
-            except ValueError:  # only the torn last line can be bad, and it was dropped
-                continue
-            count(entry)
-            yield str(entry["url"])
+                url = entry["url"]
+                if not isinstance(url, str):
+                    raise TypeError(url)
+                count(entry)
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+                raise OutputError(
+                    f"cannot resume: line {number} of {path} is not an entry a crawl wrote;"
+                    " mend or remove it, or use --overwrite to start over"
+                ) from None
+            yield url

@@ -37,7 +37,11 @@ from processes import (
     write_list,
 )
 
+from scraper import crawl
 from scraper.demo import RunningSite, SiteSpec, file_paths, page_paths, running_site
+from scraper.errors import OutputError
+from scraper.sinks import PAGES_FILE as PAGES
+from scraper.sinks import SKIPPED_FILE as SKIPPED
 
 DEPTH = ["--depth", "10"]  # deeper than any page of the sites used here
 QUIET = ["--workers", "8", "--parsers", "2", "--timeout", "10", "--quiet"]
@@ -283,6 +287,33 @@ def test_a_memory_frontier_crawl_replaces_or_refuses_the_state_an_earlier_crawl_
     assert resumed.returncode == 2
     assert "nothing to resume" in resumed.stderr
     assert urls_recorded(output) == [fresh_site.url]
+
+
+_DAMAGED = {
+    "not JSON": (PAGES, b"garbage{"),
+    "not an object": (PAGES, b"[1, 2]"),
+    "no url": (PAGES, b'{"nourl": 5}'),
+    "an error that is no object": (PAGES, b'{"url": "http://a.example/", "error": "boom"}'),
+    "bytes that are no number": (PAGES, b'{"url": "http://a.example/", "bytes": "abc"}'),
+    "a skip without url": (SKIPPED, b'{"reason": "offsite"}'),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGED))
+def test_a_damaged_line_stops_the_resume_with_its_place(
+    demo_site: RunningSite, tmp_path: Path, damage: str
+) -> None:
+    """A crash tears only the last line, which the resume drops: any other bad line is the
+    file edited or damaged. It left its URL done and unrecorded, or raised a traceback."""
+    out = tmp_path / "out"
+    options: dict[str, Any] = {"output": out, "state": out / "state.sqlite", "depth": 1}
+    assert list(crawl([demo_site.url], **options))
+    name, line = _DAMAGED[damage]
+    lines = (out / name).read_bytes().splitlines(keepends=True)
+    lines.insert(1, line + b"\n")
+    (out / name).write_bytes(b"".join(lines))
+    with pytest.raises(OutputError, match=f"line 2 of .*{name}"):
+        list(crawl([demo_site.url], resume=True, **options))
 
 
 # -- an output directory that cannot be written --------------------------------------------
