@@ -54,6 +54,7 @@ from rich.table import Table
 from scraper import config as defaults
 from scraper._version import __version__
 from scraper.cli import path_argument
+from scraper.demo.site import MAX_LATENCY_MS, MAX_PAGE_KB
 from scraper.errors import ScraperError
 from scraper.sinks import STATS_FILE
 
@@ -807,11 +808,15 @@ def _names_option(known: Sequence[str], what: str) -> Callable[[str], tuple[str,
     return convert
 
 
-def _at_least(kind: Callable[[str], int | float], minimum: float) -> Callable[[str], Any]:
+def _at_least(
+    kind: Callable[[str], int | float], minimum: float, maximum: float = math.inf
+) -> Callable[[str], Any]:
     def convert(text: str) -> int | float:
         value = kind(text)
         if not value >= minimum:  # also refuses nan
             raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text}")
         return value
 
     convert.__name__ = kind.__name__  # argparse names the type in its error message
@@ -832,9 +837,16 @@ def _parser() -> argparse.ArgumentParser:
         help="io: 50 ms latency, light pages; cpu: no latency, 128 KB pages; "
         "mixed: 10 ms, 16 KB (default: io)",
     )
-    overrides = [("--pages", int, 1), ("--latency-ms", float, 0), ("--page-kb", int, 0)]
-    for flag, kind, minimum in [*overrides, ("--workers", int, 1), ("--fanout", int, 1)]:
-        parser.add_argument(flag, type=_at_least(kind, minimum), help="replaces the scenario's")
+    overrides = [
+        ("--pages", int, 1, math.inf),
+        ("--latency-ms", float, 0, MAX_LATENCY_MS),  # the demo site's bounds
+        ("--page-kb", int, 0, MAX_PAGE_KB),
+        ("--workers", int, 1, math.inf),
+        ("--fanout", int, 1, math.inf),
+    ]
+    for flag, kind, minimum, maximum in overrides:
+        converter = _at_least(kind, minimum, maximum)
+        parser.add_argument(flag, type=converter, help="replaces the scenario's")
     parser.add_argument(
         "--fetch",
         type=_names_option(fetches, "fetch strategy"),

@@ -330,12 +330,13 @@ def demo_site(argv: Sequence[str]) -> int:
     """`scrape demo-site`: serve the built-in deterministic site until interrupted."""
     from scraper.demo import SiteSpec, serve_forever  # noqa: PLC0415 (aiohttp.web only when asked)
     from scraper.demo.site import PRERENDER_BUDGET  # noqa: PLC0415
+    from scraper.report import say  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog="scrape demo-site",
         description="Serve the built-in demo site on 127.0.0.1 and print its root URL.",
     )
-    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
     parser.add_argument("--pages", type=int, default=100, help="HTML pages (default: 100)")
     parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="delay before each answer (default: 0)"
@@ -363,8 +364,19 @@ def demo_site(argv: Sequence[str]) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
-    serve_forever(spec, port=options.port, prerendered=options.prerender)
+    try:
+        serve_forever(spec, port=options.port, prerendered=options.prerender)
+    except OSError as error:  # the port is taken, or not ours to bind
+        say(f"scrape demo-site: error: cannot serve on port {options.port}: {error.strerror}")
+        return EXIT_USAGE
     return EXIT_OK
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, not {port}")
+    return port
 
 
 @contextlib.contextmanager

@@ -108,7 +108,14 @@ _INDEX_GROUPS = {
 # Codecs Python has but no browser decodes a page with. The escape codecs and punycode turn
 # plain ASCII into arbitrary characters, so a page could smuggle markup past a reader (the
 # reason w3lib already refuses utf-7); the rest of the unusable ones fail the decode probe.
-_NON_DOCUMENT_CODECS = frozenset({"unicode-escape", "raw-unicode-escape", "punycode"})
+_NON_DOCUMENT_CODECS = frozenset(
+    {"unicode-escape", "raw-unicode-escape", "punycode"}
+    # No browser decodes a page with these (they are not in the WHATWG Encoding standard):
+    # an ASCII page declaring utf-32 or an EBCDIC code page came out empty, its title and
+    # links lost although the record said ok; UTF-7 is refused for the scripts it hides.
+    | {"utf-32", "utf-32-be", "utf-32-le", "utf-7"}
+    | {"cp037", "cp273", "cp424", "cp500", "cp875", "cp1026", "cp1140"}
+)
 
 # The WHATWG URL parser strips leading and trailing C0 controls and spaces from an href, and
 # deletes every tab and newline inside it; we clean hrefs the same way before resolving them.

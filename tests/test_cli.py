@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from processes import (
     SIGNAL_TIMEOUT,
     kill_session,
     loaded_by_import,
+    python,
     scrape,
     scrape_command,
     session_processes,
@@ -438,6 +440,17 @@ def test_demo_site_options_shape_the_site(monkeypatch):
     [(spec, options)] = served
     assert (spec.pages, spec.fanout, spec.page_kb, spec.latency_ms) == (7, 3, 2, 5.0)
     assert options == {"port": 9, "prerendered": False}
+
+
+def test_demo_site_on_a_port_it_cannot_have_exits_2(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for argv in (["--port", port], ["--port", "70000"], ["--page-kb", "99999999"]):
+            done = python(tmp_path, "-m", "scraper", "demo-site", *argv)
+            assert done.returncode == 2, argv
+            assert "Traceback" not in done.stderr, argv
 
 
 @pytest.mark.parametrize("options", [(), ("--prerender",)])

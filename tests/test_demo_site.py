@@ -99,6 +99,10 @@ def test_spec_defaults():
         ("latency_ms", math.nan),
         ("latency_ms", math.inf),
         ("latency_ms", "5"),
+        # rendered whole for each answer, while the server does nothing else: a page of
+        # gigabytes, or a latency of years, left every request unanswered
+        ("page_kb", demo_site.MAX_PAGE_KB + 1),
+        ("latency_ms", demo_site.MAX_LATENCY_MS + 1),
     ],
 )
 def test_spec_rejects_invalid_fields(field, value):

@@ -98,6 +98,13 @@ _PRIVATE_HTML = b"""<!DOCTYPE html>
 """
 
 
+# A page is rendered whole for each answer, and the server does nothing else meanwhile: a
+# page of gigabytes, or a latency of years, left every request unanswered and the server
+# deaf to SIGTERM.
+MAX_PAGE_KB = 64 * 1024
+MAX_LATENCY_MS = 600_000
+
+
 @dataclass(frozen=True)
 class SiteSpec:
     """The shape of a demo site. Equal specs serve byte-identical sites."""
@@ -112,21 +119,27 @@ class SiteSpec:
     def __post_init__(self) -> None:
         _check_int("pages", self.pages, minimum=1)
         _check_int("fanout", self.fanout, minimum=1)
-        _check_int("page_kb", self.page_kb, minimum=0)
+        _check_int("page_kb", self.page_kb, minimum=0, maximum=MAX_PAGE_KB)
         _check_int("files", self.files, minimum=0)
         _check_int("seed", self.seed, minimum=None)
         latency = self.latency_ms
         if isinstance(latency, bool) or not isinstance(latency, (int, float)):
             raise ConfigError(f"SiteSpec.latency_ms must be a number, got {latency!r}")
-        if not (math.isfinite(latency) and latency >= 0):
-            raise ConfigError(f"SiteSpec.latency_ms must be finite and >= 0, got {latency!r}")
+        if not (math.isfinite(latency) and 0 <= latency <= MAX_LATENCY_MS):
+            raise ConfigError(
+                f"SiteSpec.latency_ms must be from 0 to {MAX_LATENCY_MS}, got {latency!r}"
+            )
 
 
-def _check_int(field: str, value: object, *, minimum: int | None) -> None:
+def _check_int(
+    field: str, value: object, *, minimum: int | None, maximum: int | None = None
+) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"SiteSpec.{field} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"SiteSpec.{field} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"SiteSpec.{field} must be at most {maximum}, got {value!r}")
 
 
 class HitCounter:
