@@ -872,7 +872,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=_at_least(float, 0.001),
+        type=_at_least(float, 0.001, defaults.MAX_SECONDS),  # inf waited for ever
         default=DEFAULT_TIMEOUT,
         help="seconds one crawl may take before it is killed and its row "
         f"marked failed (default: {DEFAULT_TIMEOUT:g})",

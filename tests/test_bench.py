@@ -139,6 +139,22 @@ def test_parse_names_rejects_unknown_or_no_names(text):
         parse_names(text, ("threads", "sequential"), "fetch strategy")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--timeout", "inf"],
+        ["--timeout", "nan"],
+        ["--page-kb", "99999999"],
+        ["--latency-ms", "1e308"],
+    ],
+)
+def test_values_that_would_never_end_a_crawl_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "must be at" in capsys.readouterr().err
+
+
 def test_unknown_names_on_the_command_line_exit_2_with_the_known_ones(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--fetch", "threads,warp"])
