@@ -156,7 +156,7 @@ def _domains(name: str, domains: tuple[str, ...]) -> None:
 _SWITCHES = ("ignore_robots", "allow_private", "resume", "overwrite", "save_files", "skipped_log")
 # requests refuses a header value with a line break and urllib3 one outside Latin-1, while
 # aiohttp sends them: refused here, every strategy sends the same header, or none.
-_HEADER_TEXT = re.compile(r"[\x20-\x7e]+")
+_HEADER_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")  # no space at the ends
 
 
 def _path_or_none(name: str, value: Any) -> Path | None:

@@ -325,7 +325,9 @@ class _Run:
             try:
                 url = canonicalize(raw)
             except InvalidURL as error:
-                self._skip(raw, SkipReason.INVALID, None, str(error))
+                # a lone surrogate has no UTF-8: logged escaped, as SQLite and the JSONL need
+                shown = raw.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
+                self._skip(shown, SkipReason.INVALID, None, str(error))
                 continue
             seeds.append(url)
             admission = self.frontier.add(Request(url))

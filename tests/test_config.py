@@ -129,6 +129,7 @@ INVALID: list[tuple[str, Any]] = [
     ("user_agent", "a\r\nX-Injected: 1"),  # refused by requests, sent by aiohttp
     ("user_agent", "caf\u00e9"),
     ("user_agent", "a\x01b"),
+    ("user_agent", " MyBot/1.0"),  # requests refuses leading whitespace; aiohttp sent it
     ("timeout", 10**400),  # math.isfinite overflows
     ("output", ""),  # the current directory, silently
     ("output", "out\0put"),

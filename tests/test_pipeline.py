@@ -407,6 +407,16 @@ def test_an_item_that_is_no_string_is_refused(item: Any, tmp_path: Path) -> None
         run_crawl(["http://127.0.0.1:1/", item], output=tmp_path / "out")
 
 
+def test_a_url_with_a_lone_surrogate_is_logged_escaped_and_the_crawl_resumes(tmp_path):
+    """SQLite and the JSONL files take UTF-8 only: logged as it came, it crashed the crawl
+    and every resume after it."""
+    options: dict[str, Any] = {"output": tmp_path / "out", "state": tmp_path / "out/s.sqlite"}
+    assert run_crawl(["http://127.0.0.1:1/a\udcff", "http://127.0.0.1:1/"], **options)
+    assert run_crawl(["http://127.0.0.1:1/"], resume=True, **options) == []
+    skipped = (tmp_path / "out/skipped.jsonl").read_text()
+    assert "a\\\\xed\\\\xb3\\\\xbf" in skipped
+
+
 def test_the_clock_stops_when_the_crawl_ends(demo_site, tmp_path):
     """The summary printed after a crawl and its stats.json report the same elapsed time."""
     crawler = Crawler(Config.from_options(output=tmp_path))
