@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from scraper.pipeline import Crawler
     from scraper.urls import BadLine, ListedURL
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_MESSAGES_LOST = 0, 1, 2, 130, 120
 
 
 def run() -> None:
@@ -42,12 +42,14 @@ def run() -> None:
     Instagram's servers did ("Dismissing Python Garbage Collection at Instagram", 2017):
     non-daemon threads are waited for, every atexit handler runs (multiprocessing's,
     which end the fork server; logging's; any a sitecustomize registered, coverage's say),
-    and the standard streams are flushed, a failure to flush making the status 120 as
-    Python's own exit does. When `main` raises instead (argparse's usage errors, --help),
-    the exit is the usual one. For the command only: called inside another program, it
-    would end that program.
+    and the standard streams are flushed. A message that could not be written makes the
+    status 120, as a failed flush makes Python's own exit's. When `main` raises instead
+    (argparse's usage errors, --help), the exit is the usual one. For the command only:
+    called inside another program, it would end that program.
     """
     status = main()
+    from scraper.report import messages_lost  # noqa: PLC0415 (see `scrape`)
+
     # What Py_Finalize runs first, in its order; neither has a public name.
     threading._shutdown()  # type: ignore[attr-defined]  # joins threads, after their hooks
     atexit._run_exitfuncs()
@@ -57,7 +59,9 @@ def run() -> None:
         try:
             stream.flush()
         except OSError:  # a full disk or a closed pipe: as Python's own exit says
-            status = status or 120
+            status = status or EXIT_MESSAGES_LOST
+    if messages_lost():
+        status = status or EXIT_MESSAGES_LOST
     os._exit(status)
 
 
@@ -328,7 +332,11 @@ def _open_list(name: str) -> Iterator[TextIO]:
 
 def demo_site(argv: Sequence[str]) -> int:
     """`scrape demo-site`: serve the built-in deterministic site until interrupted."""
-    from scraper.demo import SiteSpec, serve_forever  # noqa: PLC0415 (aiohttp.web only when asked)
+    from scraper.demo import (  # noqa: PLC0415 (aiohttp.web only when asked)
+        CannotServe,
+        SiteSpec,
+        serve_forever,
+    )
     from scraper.demo.site import PRERENDER_BUDGET  # noqa: PLC0415
     from scraper.report import say  # noqa: PLC0415
 
@@ -336,7 +344,7 @@ def demo_site(argv: Sequence[str]) -> int:
         prog="scrape demo-site",
         description="Serve the built-in demo site on 127.0.0.1 and print its root URL.",
     )
-    parser.add_argument("--port", type=_port, default=0, help="port (default: a free one)")
+    parser.add_argument("--port", type=port, default=0, help="port (default: a free one)")
     parser.add_argument("--pages", type=int, default=100, help="HTML pages (default: 100)")
     parser.add_argument(
         "--latency-ms", type=float, default=0.0, help="delay before each answer (default: 0)"
@@ -366,17 +374,18 @@ def demo_site(argv: Sequence[str]) -> int:
         parser.error(str(error))
     try:
         serve_forever(spec, port=options.port, prerendered=options.prerender)
-    except OSError as error:  # the port is taken, or not ours to bind
-        say(f"scrape demo-site: error: cannot serve on port {options.port}: {error.strerror}")
+    except CannotServe as error:
+        say(f"scrape demo-site: error: {error}")
         return EXIT_USAGE
     return EXIT_OK
 
 
-def _port(text: str) -> int:
-    port = int(text)
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, not {port}")
-    return port
+def port(text: str) -> int:
+    """argparse's type for --port: its name is what argparse shows ("invalid port value")."""
+    number = int(text)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, not {number}")
+    return number
 
 
 @contextlib.contextmanager

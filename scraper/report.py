@@ -9,7 +9,6 @@ on stderr.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -23,6 +22,17 @@ if TYPE_CHECKING:
     from rich.live import Live
 
 PLAIN_INTERVAL = 5.0  # seconds between progress lines when stderr is not a terminal
+
+_messages_lost = threading.Event()
+
+
+def messages_lost() -> bool:
+    """Whether a message could not be written to stderr (a closed pipe, a full disk).
+
+    The exit status tells it (`cli.run` makes it 120, as Python's own exit does): Python
+    itself cannot, since it drops what a failed flush held, and the flush at exit then
+    succeeds with nothing to write."""
+    return _messages_lost.is_set()
 
 
 def progress_line(stats: StatsSnapshot) -> str:
@@ -91,18 +101,27 @@ def say(message: str) -> None:
     shown, rich redirects stderr and prints it above.
 
     A stderr that cannot be written (a closed pipe, a full disk) loses the message, not the
-    crawl: a list's first bad line ended the run before it began. The exit status still
-    tells (`cli.run` makes a last failed flush 120, as Python's own exit does)."""
-    with contextlib.suppress(OSError):
+    crawl: a list's first bad line ended the run before it began. `messages_lost` tells."""
+    try:
         print(message, file=sys.stderr, flush=True)
+    except OSError:
+        _messages_lost.set()
 
 
 def stderr_console() -> Console:
     """A rich console on stderr that prints text as it is: brackets in paths and URLs stay,
-    and a long line stays whole on a pipe (rich would wrap it at 80 columns)."""
+    and a long line stays whole on a pipe (rich would wrap it at 80 columns).
+
+    On a closed pipe it goes quiet, as `say` does. rich's own answer is to point stdout
+    at /dev/null and raise SystemExit(1), which made a finished crawl exit 1."""
     from rich.console import Console  # noqa: PLC0415 (see the module's docstring)
 
-    return Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    class QuietOnBrokenPipe(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            _messages_lost.set()
+
+    return QuietOnBrokenPipe(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
 
 def print_summary(stats: StatsSnapshot) -> None:
@@ -126,8 +145,10 @@ def print_summary(stats: StatsSnapshot) -> None:
     rows += _counted("skipped", stats.skipped)
     for name, value in rows:
         table.add_row(name, value)
-    with contextlib.suppress(OSError):  # as in `say`: the crawl is done and on disk
+    try:
         stderr_console().print(table)
+    except OSError:  # a full disk; as in `say`, the crawl is done and on disk
+        _messages_lost.set()
 
 
 def _counted(prefix: str, counts: Mapping[str, int]) -> list[tuple[str, str]]:

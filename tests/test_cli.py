@@ -13,6 +13,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -215,6 +216,40 @@ def test_a_stderr_that_cannot_be_written_loses_messages_not_the_crawl(demo_site,
             check=False,
         )
     assert done.returncode == 1  # the invalid line
+    assert urls_recorded(tmp_path / "output") == [demo_site.url]
+
+
+def _scrape_to_closed_stderr(cwd: Path, *args: str) -> int:
+    """`scrape ... 2>&1 | head -0`: stderr is a pipe whose reader has gone."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scraper", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    process.stderr.close()  # type: ignore[union-attr]
+    return process.wait(timeout=RUN_TIMEOUT)
+
+
+@pytest.mark.parametrize("stderr", ["closed pipe", "full disk"])
+def test_a_finished_crawl_whose_messages_were_lost_exits_120(demo_site, tmp_path, stderr):
+    """Python's own exit says 120; it cannot here, since a failed flush drops what it held.
+    On a closed pipe rich raised SystemExit(1) from the summary: a finished crawl exited 1."""
+    listing = write_list(tmp_path, demo_site.url)
+    if stderr == "closed pipe":
+        status = _scrape_to_closed_stderr(tmp_path, listing.name, *FAST)
+    else:
+        with open("/dev/full", "w") as full:
+            status = subprocess.run(
+                [sys.executable, "-m", "scraper", listing.name, *FAST],
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stderr=full,
+                timeout=RUN_TIMEOUT,
+                check=False,
+            ).returncode
+    assert status == 120
     assert urls_recorded(tmp_path / "output") == [demo_site.url]
 
 
@@ -447,10 +482,33 @@ def test_demo_site_on_a_port_it_cannot_have_exits_2(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        for argv in (["--port", port], ["--port", "70000"], ["--page-kb", "99999999"]):
+        for argv, message in (
+            (["--port", port], f"cannot serve on port {port}: Address already in use"),
+            (["--port", "70000"], "a port is from 0 to 65535, not 70000"),
+            (["--port", "abc"], "invalid port value: 'abc'"),
+            (["--page-kb", "99999999"], "page_kb"),
+        ):
             done = python(tmp_path, "-m", "scraper", "demo-site", *argv)
             assert done.returncode == 2, argv
+            assert message in done.stderr, argv
             assert "Traceback" not in done.stderr, argv
+
+
+def test_demo_site_whose_url_cannot_be_printed_exits_2(tmp_path):
+    """`> /dev/full` had been blamed on the port."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "scraper", "demo-site"],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stderr == "scrape demo-site: error: cannot print the URL: No space left on device\n"
 
 
 @pytest.mark.parametrize("options", [(), ("--prerender",)])

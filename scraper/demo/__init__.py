@@ -5,7 +5,7 @@ routes that misbehave on purpose, and `scraper.demo.serve` runs it.
 """
 
 from scraper.demo.hostile import ENCODING_TITLES
-from scraper.demo.serve import RunningSite, running_site, serve_forever
+from scraper.demo.serve import CannotServe, RunningSite, running_site, serve_forever
 from scraper.demo.site import (
     MAILTO_URL,
     OFFSITE_URL,
@@ -24,6 +24,7 @@ __all__ = [
     "OFFSITE_URL",
     "PRIVATE_PATH",
     "ROBOTS_TXT",
+    "CannotServe",
     "RunningSite",
     "SiteSpec",
     "body_for",

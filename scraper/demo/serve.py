@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -79,6 +80,11 @@ def running_site(
             _stop_thread(loop, thread)
 
 
+class CannotServe(Exception):
+    """`serve_forever` could not start: the port was refused, or the URL could not be
+    printed (whoever started the site would never learn where it is)."""
+
+
 def serve_forever(
     spec: SiteSpec,
     host: str = "127.0.0.1",
@@ -91,6 +97,7 @@ def serve_forever(
 
     Prints one line, "URL http://HOST:PORT/", as soon as the server accepts connections;
     with `prerendered`, once its pages for that URL are rendered too (`site.prerender`).
+    Raises CannotServe when either fails.
     """
     with contextlib.suppress(KeyboardInterrupt):  # where signal handlers are not available
         asyncio.run(_serve_until_signalled(spec, host, port, out, prerendered=prerendered))
@@ -102,10 +109,17 @@ async def _serve_until_signalled(
     app = build_app(spec)
     runner = _make_runner(app)
     try:
-        url = await _start(runner, host, port)
+        try:
+            url = await _start(runner, host, port)
+        except OSError as error:  # taken, or not ours to bind
+            reason = os.strerror(error.errno) if error.errno else str(error)  # asyncio's is long
+            raise CannotServe(f"cannot serve on port {port}: {reason}") from error
         if prerendered:
             prerender(app, url)
-        print(f"URL {url}", file=out, flush=True)
+        try:
+            print(f"URL {url}", file=out, flush=True)
+        except OSError as error:
+            raise CannotServe(f"cannot print the URL: {error.strerror}") from error
         await _signalled()
     finally:
         await runner.cleanup()
