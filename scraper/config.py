@@ -104,13 +104,15 @@ class Config:
         _one_of("fetch", self.fetch, FETCH_STRATEGIES)
         _one_of("parse", self.parse, PARSE_MODES)
         for name in _SWITCHES:
-            if not isinstance(getattr(self, name), bool):  # "false" is true to an `if`
-                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            switch = getattr(self, name)
+            if not isinstance(switch, bool):  # "false" is true to an `if`
+                raise ConfigError(f"{name} must be True or False, got {_shown(switch)}")
         if not isinstance(self.user_agent, str) or not self.user_agent.strip():
             raise ConfigError("user_agent must be a non-empty string")
         if not _HEADER_TEXT.fullmatch(self.user_agent):
+            shown = _shown(self.user_agent)
             raise ConfigError(
-                f"user_agent must be printable ASCII, as an HTTP header is, got {self.user_agent!r}"
+                f"user_agent must be printable ASCII, as an HTTP header is, got {shown}"
             )
         if self.extract is not None and not callable(self.extract):
             raise ConfigError("extract must be a callable (soup, url) -> value")
@@ -163,18 +165,18 @@ def _path_or_none(name: str, value: Any) -> Path | None:
     if value is None:
         return None
     if not isinstance(value, str | os.PathLike):
-        raise ConfigError(f"{name} must be a path, got {value!r}")
+        raise ConfigError(f"{name} must be a path, got {_shown(value)}")
     text = os.fspath(value)
     if not text or "\0" in str(text):  # "" would be the current directory to Path
-        raise ConfigError(f"{name} must name a file or directory, got {value!r}")
+        raise ConfigError(f"{name} must name a file or directory, got {_shown(value)}")
     return Path(value)
 
 
 def _whole(name: str, value: int, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {_shown(value)}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{name} must be at most {maximum}, got {value!r}")
+        raise ConfigError(f"{name} must be at most {maximum}, got {_shown(value)}")
 
 
 def _number(name: str, value: float, *, above: float | None = None) -> None:
@@ -186,9 +188,9 @@ def _number(name: str, value: float, *, above: float | None = None) -> None:
     )
     if not valid or value < 0 or (above is not None and value <= above):
         bound = f"> {above}" if above is not None else ">= 0"
-        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise ConfigError(f"{name} must be a finite number {bound}, got {_shown(value)}")
     if value > MAX_SECONDS:
-        raise ConfigError(f"{name} must be at most {MAX_SECONDS:g} seconds, got {value!r}")
+        raise ConfigError(f"{name} must be at most {MAX_SECONDS:g} seconds, got {_shown(value)}")
 
 
 def _sendable_to_processes(extract: Extractor) -> None:
@@ -213,4 +215,19 @@ def _sendable_to_processes(extract: Extractor) -> None:
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    """`value` as an error message shows it: its repr, cut short. An int too long to write
+    in decimal (Python refuses past 4,300 digits) is shown by its size: its repr raised
+    ValueError in place of the ConfigError."""
+    try:
+        text = repr(value)
+    except ValueError:
+        number = int(value)  # type: ignore[call-overload]
+        return f"{'a negative' if number < 0 else 'an'} integer of {number.bit_length()} bits"
+    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
+
+
+_SHOWN_MAX = 80  # characters of a value an error message shows

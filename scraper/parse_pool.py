@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -38,6 +39,10 @@ from scraper.workers import (
 )
 
 _log = logging.getLogger(__name__)
+# Levels of lists and objects an extraction's data may nest. JSON's encoders recurse, and
+# data that the parse process could encode took the collector past Python's recursion
+# limit as it wrote the record, a few frames deeper: the crawl ended in RecursionError.
+MAX_DATA_DEPTH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +102,32 @@ def _parse(url: str, response: Response, extract: Extractor | None) -> ParsedPag
     )
     if parsed.data is None:
         return parsed
+    if _nested_deeper(parsed.data, MAX_DATA_DEPTH):
+        raise ParseError(f"the extraction returned data nested deeper than {MAX_DATA_DEPTH} levels")
     try:
         encoded = json.dumps(parsed.data, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise ParseError(f"the extraction returned what JSON cannot encode: {error}") from None
     # Plain values from here on: a bs4 string passes as a str but pickles its whole tree.
     return replace(parsed, data=json.loads(encoded))
+
+
+def _nested_deeper(value: Any, levels: int) -> bool:
+    """Whether the dicts, lists and tuples in `value` (what JSON encodes as objects and
+    arrays) nest deeper than `levels`. Looked at without recursion, unlike the encoders."""
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if level > levels:
+            return True
+        pending.extend((child, level + 1) for child in children)
+    return False
 
 
 def _as_parse_error(error: BaseException) -> ParseError:

@@ -276,6 +276,7 @@ class _Run:
                 from scraper.workers import refuse_a_main_children_cannot_run  # noqa: PLC0415
 
                 refuse_a_main_children_cannot_run()
+            urls = _strings(urls)
             crawl = open_crawl(self.config, self.stats)
             self.frontier, self.output, self.resumed = crawl.frontier, crawl.output, crawl.resumed
             yield from self._seed(urls, rejected)
@@ -320,8 +321,6 @@ class _Run:
         for raw in urls:
             if self.stopping.is_set():
                 break
-            if not isinstance(raw, str):  # bytes, None...: a caller's mistake, not a bad URL
-                raise TypeError(f"urls must hold strings, not {type(raw).__name__}: {raw!r}")
             try:
                 url = canonicalize(raw)
             except InvalidURL as error:
@@ -791,6 +790,17 @@ def _refuse_one_string(urls: Iterable[str]) -> None:
     """A string is an iterable of URLs too, each a character long: say what was meant."""
     if isinstance(urls, str | bytes):
         raise TypeError(f"urls must be an iterable of URLs, not one string: use [{urls!r}]")
+
+
+def _strings(urls: Iterable[str]) -> list[str]:
+    """`urls` read to the end, every item a string, before the output opens. One that is not
+    (bytes, None...) is a caller's mistake, not a bad URL: a TypeError, raised while
+    nothing is written yet, so that the same call can be made again once mended."""
+    listed = list(urls)
+    for item in listed:
+        if not isinstance(item, str):
+            raise TypeError(f"urls must hold strings, not {type(item).__name__}: {item!r}")
+    return listed
 
 
 def _limits(config: Config) -> Limits:

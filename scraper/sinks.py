@@ -406,12 +406,13 @@ class JsonlWriter:
     def __init__(self, path: Path, *, append: bool = False) -> None:
         self._path = path
         try:
-            if append:
-                _drop_torn_tail(path)
             # O_NOFOLLOW: a link put in place since `refuse_links` is refused too
-            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-            flags |= os.O_APPEND if append else os.O_TRUNC
-            self._file = io.FileIO(os.open(path, flags, 0o666), "ab" if append else "wb")
+            flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            flags |= os.O_RDWR | os.O_APPEND if append else os.O_WRONLY | os.O_TRUNC
+            descriptor = os.open(path, flags, 0o666)
+            self._file = io.FileIO(descriptor, "ab" if append else "wb")
+            if append:
+                _drop_torn_tail(descriptor)
             self._end = self._file.seek(0, os.SEEK_END)  # where the last whole line ends
         except OSError as error:
             raise OutputError(f"cannot open {path}: {error}") from error
@@ -470,20 +471,19 @@ _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 _COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
-def _drop_torn_tail(path: Path, chunk: int = 1 << 16) -> None:
-    """Cut `path` back to its last newline: what follows is a record a crash cut short."""
-    with contextlib.suppress(FileNotFoundError), path.open("r+b") as file:
-        end = position = file.seek(0, os.SEEK_END)
-        while position > 0:
-            start = max(0, position - chunk)
-            file.seek(start)
-            newline = file.read(position - start).rfind(b"\n")
-            if newline >= 0:
-                position = start + newline + 1
-                break
-            position = start
-        if position < end:
-            file.truncate(position)
+def _drop_torn_tail(descriptor: int, chunk: int = 1 << 16) -> None:
+    """Cut the file back to its last newline: what follows is a record a crash cut short.
+    On the descriptor the writer opened, so that it is the file it appends to."""
+    end = position = os.fstat(descriptor).st_size
+    while position > 0:
+        start = max(0, position - chunk)
+        newline = os.pread(descriptor, position - start, start).rfind(b"\n")
+        if newline >= 0:
+            position = start + newline + 1
+            break
+        position = start
+    if position < end:
+        os.ftruncate(descriptor, position)
 
 
 class OutputClaim:

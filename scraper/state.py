@@ -175,7 +175,7 @@ def _urls_counted(path: Path, count: Callable[[dict[str, Any]], None]) -> Iterat
                 if not isinstance(url, str):
                     raise TypeError(url)
                 count(entry)
-            except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
                 raise OutputError(
                     f"cannot resume: line {number} of {path} is not an entry a crawl wrote;"
                     " mend or remove it, or use --overwrite to start over"

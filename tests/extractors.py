@@ -46,6 +46,24 @@ def returns_a_set(soup: Any, url: str) -> set[str]:
     return {url}
 
 
+def nested(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def nested_to_the_limit(soup: Any, url: str) -> list[Any]:
+    """As deep as data may nest (parse_pool.MAX_DATA_DEPTH)."""
+    return nested(200)
+
+
+def nested_near_the_recursion_limit(soup: Any, url: str) -> list[Any]:
+    """Deep enough for JSON to encode in the parse process, and not in the collector as it
+    wrote the record, a few frames deeper."""
+    return nested(975)
+
+
 def dies_on_page_1(soup: Any, url: str) -> str:
     """Kill the parse process on /page/1, as a segfault or the OOM killer would."""
     if url.endswith(FAILING_SUFFIX):

@@ -1,10 +1,19 @@
-"""A recording test site on 127.0.0.1: routes set by the test, every request's path and
-arrival time kept, served by aiohttp from its own thread for as long as `serving` lasts."""
+"""Servers on 127.0.0.1 for tests, each in threads of its own for as long as its `with` lasts:
+
+serving_site        a recording site: routes set by the test, every request's path
+                    and arrival time kept (aiohttp)
+serving_tls_page    one page over TLS, with a certificate the test chooses (http.server:
+                    asyncio's TLS connections can outlive the loop that stops them)
+forwarding_proxy    an HTTP proxy that relays what it is asked to, CONNECT tunnels
+                    included, and notes each request's first line (asyncio)
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
+import ssl
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -16,6 +25,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 _THREAD_TIMEOUT = 10.0
+_POLL_INTERVAL = 0.02  # seconds: how soon http.server's loop sees it is asked to stop
 _T = TypeVar("_T")
 
 
@@ -96,24 +106,136 @@ class Site:
 
 
 @contextlib.contextmanager
-def serving(site: Site) -> Iterator[Site]:
+def serving_site(site: Site) -> Iterator[Site]:
     app = web.Application()
     app.router.add_get("/{tail:.*}", site.handle)
     runner = web.AppRunner(app, shutdown_timeout=0.25, handler_cancellation=True)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="politeness-site", daemon=True)
+    with _loop_thread("test-site") as loop:
+        site.url = _run_in(loop, _start(runner))
+        try:
+            yield site
+        finally:
+            _run_in(loop, _stop(runner))
+
+
+TLS_PAGE = b"<!DOCTYPE html><html><head><title>TLS page</title></head><body></body></html>"
+
+
+@contextlib.contextmanager
+def serving_tls_page(context: ssl.SSLContext) -> Iterator[str]:
+    """Serve TLS_PAGE at every path over TLS with `context`; yield the root URL. A
+    connection whose handshake fails is dropped quietly. Every connection is closed by the
+    time this returns: the server waits for the thread of each."""
+    server = _TLSPageServer(("127.0.0.1", 0), _TLSPage)
+    server.socket = context.wrap_socket(
+        server.socket, server_side=True, do_handshake_on_connect=False
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, args=(_POLL_INTERVAL,), name="tls-page", daemon=True
+    )
     thread.start()
     try:
-        site.url = _run_in(loop, _start(runner))
-        yield site
+        yield f"https://127.0.0.1:{server.server_address[1]}/"
     finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(_THREAD_TIMEOUT)
+
+
+class _TLSPageServer(http.server.ThreadingHTTPServer):
+    daemon_threads = False  # so server_close waits for every connection's thread
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A failed handshake (a client that does not trust us) is what a test wants."""
+
+
+class _TLSPage(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(TLS_PAGE)))
+        self.end_headers()
+        self.wfile.write(TLS_PAGE)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the tests read answers, not logs."""
+
+
+class Proxy:
+    """What `forwarding_proxy` was asked: the first line of each request, as it came."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.requests: list[str] = []
+        self._relays: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncio.StreamWriter] = set()
+
+    async def relay(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        """Connect to the host the request names (127.0.0.1 only, as every test), answer a
+        CONNECT with 200, pass a plain request on as it came, then copy both ways."""
+        self._relays.add(asyncio.current_task())  # type: ignore[arg-type]
+        self._connections.add(client_out)
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            head = await client_in.readuntil(b"\r\n\r\n")
+            method, target = head.decode("latin-1").split(" ", 2)[:2]
+            self.requests.append(f"{method} {target}")
+            where = yarl.URL(f"//{target}" if method == "CONNECT" else target)
+            assert where.host == "127.0.0.1", target
+            server_in, server_out = await asyncio.open_connection(where.host, where.port)
+            self._connections.add(server_out)
+            if method == "CONNECT":
+                client_out.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:
+                server_out.write(head)
+            await asyncio.gather(_copy(client_in, server_out), _copy(server_in, client_out))
+        client_out.close()
+
+    async def close(self, server: asyncio.Server) -> None:
+        """Stop `server`, and end every relay: clients keep their connections to a proxy."""
+        server.close()
+        for connection in self._connections:
+            connection.close()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+        closed = (connection.wait_closed() for connection in self._connections)
+        await asyncio.gather(*closed, return_exceptions=True)
+        await server.wait_closed()
+
+
+@contextlib.contextmanager
+def forwarding_proxy() -> Iterator[Proxy]:
+    proxy = Proxy()
+    with _loop_thread("test-proxy") as loop:
+        server = _run_in(loop, asyncio.start_server(proxy.relay, "127.0.0.1", 0))
+        proxy.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         try:
-            _run_in(loop, _stop(runner))
+            yield proxy
         finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(_THREAD_TIMEOUT)
-            assert not thread.is_alive(), "the test site's event loop did not stop"
-            loop.close()
+            _run_in(loop, proxy.close(server))
+
+
+async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+    sink.close()
+
+
+@contextlib.contextmanager
+def _loop_thread(name: str) -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in a daemon thread, stopped and joined on exit."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(_THREAD_TIMEOUT)
+        assert not thread.is_alive(), f"the {name} event loop did not stop"
+        loop.close()
 
 
 async def _start(runner: web.AppRunner) -> str:

@@ -131,6 +131,9 @@ INVALID: list[tuple[str, Any]] = [
     ("user_agent", "a\x01b"),
     ("user_agent", " MyBot/1.0"),  # requests refuses leading whitespace; aiohttp sent it
     ("timeout", 10**400),  # math.isfinite overflows
+    # too long to write in decimal: the message's repr raised
+    pytest.param("timeout", 10**5000, id="timeout-10**5000"),
+    pytest.param("depth", -(10**5000), id="depth--10**5000"),
     ("output", ""),  # the current directory, silently
     ("output", "out\0put"),
     ("state", "state\0.sqlite"),
@@ -151,6 +154,14 @@ def test_invalid_values_raise_config_error_naming_the_option(option: str, value:
     assert option in str(caught.value)
     assert isinstance(caught.value, ValueError)
     assert isinstance(caught.value, ScraperError)
+
+
+def test_a_value_an_error_shows_is_cut_short() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config(user_agent="x" * 10_000 + "\n")
+    assert len(str(caught.value)) < 200
+    with pytest.raises(ConfigError, match="a negative integer of 16610 bits"):
+        Config(depth=-(10**5000))
 
 
 @pytest.mark.parametrize("option", ["depth", "workers", "retries"])

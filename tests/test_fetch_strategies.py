@@ -18,7 +18,9 @@ import hashlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import pathlib
 import queue
+import ssl
 import threading
 import time
 import zlib
@@ -31,8 +33,10 @@ import brotli  # type: ignore[import-untyped]
 import pytest
 import requests
 import requests.adapters
+import trustme
 import yarl
 from aiohttp import web
+from sites import TLS_PAGE, Site, forwarding_proxy, serving_site, serving_tls_page
 
 from scraper import crawl
 from scraper.config import FETCH_STRATEGIES
@@ -307,6 +311,93 @@ def test_unreachable_hosts_end_in_the_same_kind(
 def test_tls_to_a_plain_http_server_is_tls(fetcher: Fetcher, demo_site: RunningSite) -> None:
     https = str(yarl.URL(demo_site.url).with_scheme("https"))
     assert error_of(fetcher, https).kind is ErrorKind.TLS
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    """A certificate authority of the tests' own: no bundle trusts it unless told to."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def plain_page() -> Iterator[str]:
+    with serving_site(Site()) as site:
+        yield site.page("/page")
+
+
+@pytest.fixture
+def tls_page(authority: trustme.CA) -> Iterator[str]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    with serving_tls_page(context) as url:
+        yield url + "page"
+
+
+@pytest.fixture
+def authority_trusted(
+    authority: trustme.CA, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tests' authority in the bundle the environment names, as requests reads it."""
+    bundle = tmp_path / "authority.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+
+
+@contextlib.contextmanager
+def fresh_fetcher(strategy: str) -> Iterator[Fetcher]:
+    """A fetcher opened now, so that it reads the environment as the test has set it."""
+    fetcher = open_fetcher(strategy, LIMITS, workers=2)
+    try:
+        yield fetcher
+    finally:
+        fetcher.close()
+
+
+def test_a_certificate_no_bundle_trusts_is_tls(fetcher: Fetcher, tls_page: str) -> None:
+    assert error_of(fetcher, tls_page).kind is ErrorKind.TLS
+
+
+@pytest.mark.usefixtures("authority_trusted")
+def test_every_strategy_trusts_the_bundle_the_environment_names(
+    strategy: str, tls_page: str
+) -> None:
+    """One set of trusted authorities for every strategy, requests' (aiohttp would use the
+    system's store, and a site's certificate could pass with one strategy and not another)."""
+    with fresh_fetcher(strategy) as fetcher:
+        assert answer_of(fetcher, tls_page).body == TLS_PAGE
+
+
+def test_a_ca_bundle_that_cannot_be_loaded_is_tls_for_every_strategy(
+    strategy: str, tls_page: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests raised a bare OSError for it, `protocol`; aiohttp could not start."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "no-such-bundle.pem"))
+    with fresh_fetcher(strategy) as fetcher:
+        assert error_of(fetcher, tls_page).kind is ErrorKind.TLS
+
+
+@pytest.mark.usefixtures("authority_trusted")
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_every_strategy_goes_through_the_proxy_the_environment_names(
+    strategy: str,
+    scheme: str,
+    plain_page: str,
+    tls_page: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """https through an HTTP proxy is a CONNECT tunnel: with requests, reading the proxy's
+    answer to it failed an assertion of ours; aiohttp did not use the proxy at all."""
+    url = plain_page if scheme == "http" else tls_page
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with forwarding_proxy() as proxy:
+        monkeypatch.setenv(f"{scheme.upper()}_PROXY", proxy.url)
+        with fresh_fetcher(strategy) as fetcher:
+            answer = answer_of(fetcher, url)
+    assert answer.status == 200
+    assert b"<title>" in answer.body
+    authority = yarl.URL(url).authority
+    assert proxy.requests == [f"CONNECT {authority}" if scheme == "https" else f"GET {url}"]
 
 
 @pytest.mark.parametrize(

@@ -402,9 +402,11 @@ def test_one_string_instead_of_a_list_of_urls_is_refused():
 @pytest.mark.parametrize("item", [b"http://a.example/", None, 1, ["http://a.example/"]])
 def test_an_item_that_is_no_string_is_refused(item: Any, tmp_path: Path) -> None:
     """A caller's mistake, said as one: bytes broke the skipped log's JSON mid-crawl, a list
-    the frontier's set, and None or a number went into skipped.jsonl as a URL."""
+    the frontier's set, and None or a number went into skipped.jsonl as a URL. Raised
+    before the output opens: after, the same call was refused ("an earlier crawl")."""
     with pytest.raises(TypeError, match="urls must hold strings"):
         run_crawl(["http://127.0.0.1:1/", item], output=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_url_with_a_lone_surrogate_is_logged_escaped_and_the_crawl_resumes(tmp_path):
@@ -480,6 +482,21 @@ def test_extraction_data_json_cannot_encode_fails_its_page_only(demo_site, parse
     assert pages
     assert all(page.error and page.error["kind"] == "parse" for page in pages if page.title)
     assert all("JSON" in page.error["message"] for page in pages if page.error)
+
+
+@pytest.mark.parametrize("parse", ["processes", "inline"])
+def test_extraction_data_nested_too_deep_fails_its_page_only(demo_site, parse, tmp_path):
+    """It had ended the crawl in RecursionError, in the collector writing the record."""
+    options: dict[str, Any] = {"depth": 1, "parse": parse, "output": tmp_path / "out"}
+    deep = run_crawl([demo_site.url], extract=extractors.nested_near_the_recursion_limit, **options)
+    html = [page for page in deep if page.content_type == "text/html"]
+    assert html
+    assert all(page.error and "nested deeper than 200" in page.error["message"] for page in html)
+    options["overwrite"] = True
+    at_the_limit = run_crawl([demo_site.url], extract=extractors.nested_to_the_limit, **options)
+    html = [page for page in at_the_limit if page.content_type == "text/html"]
+    assert len(html) > 1  # its links were followed
+    assert all(page.ok and page.data == extractors.nested(200) for page in html)
 
 
 def test_a_page_that_kills_its_parse_process_is_recorded_and_the_crawl_goes_on(demo_site):

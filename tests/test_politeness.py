@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from jsonl import read_jsonl, skipped_by_url
-from sites import Site, serving
+from sites import Site, serving_site
 
 from scraper import Page, crawl, politeness
 from scraper.errors import ErrorKind, FetchError, TransportError
@@ -294,13 +294,13 @@ def test_per_host_caps_requests_in_flight() -> None:
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    with serving(Site()) as running:
+    with serving_site(Site()) as running:
         yield running
 
 
 @pytest.fixture
 def other_site() -> Iterator[Site]:
-    with serving(Site()) as running:
+    with serving_site(Site()) as running:
         yield running
 
 

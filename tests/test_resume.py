@@ -296,6 +296,7 @@ _DAMAGED = {
     "an error that is no object": (PAGES, b'{"url": "http://a.example/", "error": "boom"}'),
     "bytes that are no number": (PAGES, b'{"url": "http://a.example/", "bytes": "abc"}'),
     "a skip without url": (SKIPPED, b'{"reason": "offsite"}'),
+    "nested past the parser's depth": (PAGES, b"[" * 100_000 + b"]" * 100_000),
 }
 
 

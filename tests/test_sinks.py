@@ -576,10 +576,27 @@ def test_append_drops_a_torn_last_line(tmp_path: Path) -> None:
 def test_torn_tail_search_spans_chunks(tmp_path: Path, chunk: int) -> None:
     path = tmp_path / "pages.jsonl"
     path.write_bytes(b'{"a":1}\n{"b":"cut short')
-    sinks._drop_torn_tail(path, chunk)
-    assert path.read_bytes() == b'{"a":1}\n'
-    sinks._drop_torn_tail(path, chunk)
-    assert path.read_bytes() == b'{"a":1}\n'
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        sinks._drop_torn_tail(descriptor, chunk)
+        assert path.read_bytes() == b'{"a":1}\n'
+        sinks._drop_torn_tail(descriptor, chunk)
+        assert path.read_bytes() == b'{"a":1}\n'
+    finally:
+        os.close(descriptor)
+
+
+@pytest.mark.parametrize("append", [True, False])
+def test_a_link_in_place_of_the_file_is_refused_untouched(tmp_path: Path, append: bool) -> None:
+    """One put there after the output directory was checked: appending first cut the file
+    it pointed to back to its last newline, through the link."""
+    target = tmp_path / "elsewhere.txt"
+    target.write_bytes(b"kept\nno newline after this")
+    path = tmp_path / "pages.jsonl"
+    path.symlink_to(target)
+    with pytest.raises(OutputError, match="cannot open"):
+        JsonlWriter(path, append=append)
+    assert target.read_bytes() == b"kept\nno newline after this"
 
 
 def test_append_to_a_file_without_newline_at_all(tmp_path: Path) -> None:

@@ -15,7 +15,9 @@ resolver returned, so the check holds for the address actually connected to, DNS
 included. aiohttp does not ask the resolver about IP literals, so a trace hook checks
 those before connecting; for a literal, the URL's text is the address. The two sessions
 have separate connection pools: a guarded request never reuses an unchecked connection.
-A redirect's body is never read: the connection is closed instead.
+A redirect's body is never read: the connection is closed instead. Proxies, .netrc and the
+trusted authorities come from the environment as requests takes them (`exchange`), so a
+crawl reaches the same servers, and trusts the same certificates, with every strategy.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Coroutine
@@ -42,12 +45,14 @@ from scraper.fetch.exchange import (
     MAX_HEADERS,
     Body,
     ErrorTable,
+    environment_decides,
     fold_headers,
     has_body,
     is_public,
     refuse_bad_head,
     refuse_private,
     refuse_unknown_version,
+    tls_context,
 )
 from scraper.records import Request
 
@@ -97,8 +102,9 @@ class _Client:
     def __init__(self, limits: Limits, workers: int) -> None:
         self._limits = limits
         self._slots = asyncio.Semaphore(workers)
-        self._open = _new_session(limits, public_only=False)
-        self._guarded = _new_session(limits, public_only=True)
+        tls = tls_context()  # loaded once, for both
+        self._open = _new_session(limits, tls, public_only=False)
+        self._guarded = _new_session(limits, tls, public_only=True)
 
     @classmethod
     async def open(cls, limits: Limits, workers: int) -> _Client:
@@ -151,14 +157,20 @@ async def _fetch_once(
         )
 
 
-def _new_session(limits: Limits, *, public_only: bool) -> aiohttp.ClientSession:
+def _new_session(
+    limits: Limits, tls: ssl.SSLContext, *, public_only: bool
+) -> aiohttp.ClientSession:
+    """A session like requests' (http.new_session): our headers and limits, the
+    authorities requests trusts, and the environment's proxy and .netrc where it names one
+    (`trust_env` looks them up for each request) and the request is not `public_only`."""
     timeout = aiohttp.ClientTimeout(
         total=limits.timeout, sock_connect=limits.timeout, sock_read=limits.timeout
     )
     resolver = _PublicOnlyResolver() if public_only else aiohttp.ThreadedResolver()
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=resolver),
+        connector=aiohttp.TCPConnector(resolver=resolver, ssl=tls),
         timeout=timeout,
+        trust_env=not public_only and environment_decides(),
         headers={"User-Agent": limits.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         auto_decompress=False,  # decoding.py decodes, as for requests
         max_line_size=MAX_HEAD_LINE,

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import http.client
 import io
-import os
 import re
 import socket
 import time
-import urllib.request
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -43,6 +41,8 @@ from scraper.fetch.exchange import (
     REDIRECT_STATUSES,
     Body,
     ErrorTable,
+    ca_bundle,
+    environment_decides,
     fold_headers,
     has_body,
     refuse_bad_head,
@@ -61,36 +61,18 @@ def new_session(limits: Limits, *, public_only: bool = False) -> requests.Sessio
     session = _Session()
     session.headers["User-Agent"] = limits.user_agent
     session.headers["Accept-Encoding"] = ACCEPT_ENCODING
-    if public_only or not _environment_matters():
+    if public_only or not environment_decides():
         _settle_environment(session)
     for prefix in ("http://", "https://"):
         session.mount(prefix, _PublicOnlyAdapter() if public_only else _Adapter())
     return session
 
 
-def _environment_matters() -> bool:
-    """True when the environment asks for per-request decisions: a proxy (with its
-    no_proxy exceptions) or a .netrc with credentials (where $NETRC names it, or in the
-    home directory: where requests looks)."""
-    netrc_files = [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]
-    # os.path.exists, as requests looks: a file it cannot see (an unreadable home, a name
-    # too long) is no file to it, where Path.exists raises
-    return bool(urllib.request.getproxies()) or any(
-        os.path.exists(os.path.expanduser(name)) for name in netrc_files
-    )
-
-
 def _settle_environment(session: requests.Session) -> None:
-    """Read the environment once instead of on every request.
-
-    With `trust_env`, requests walks os.environ for proxies and looks for a .netrc on each
-    request: about 2 ms of CPU per page in a large environment, more than the rest of the
-    exchange. Without proxies or .netrc, the one setting left to honour is the CA bundle.
-    """
+    """Read the environment once instead of on every request (`environment_decides`).
+    Without proxies or .netrc, the one setting left to honour is the CA bundle."""
     session.trust_env = False
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        session.verify = bundle
+    session.verify = ca_bundle()
 
 
 class _Session(requests.Session):
@@ -294,7 +276,8 @@ class _WholeHeadResponse(http.client.HTTPResponse):
         and begin() tells it from a bad one.)"""
         answer: tuple[str, int, str] = super()._read_status()  # type: ignore[misc]
         watched = self.fp
-        assert isinstance(watched, _LineEnds)  # as begin() set it, for the head
+        if not isinstance(watched, _LineEnds):
+            return answer  # a proxy's answer to CONNECT, which http.client reads itself
         if not _STATUS_LINE.fullmatch(watched.status_line):
             raise http.client.BadStatusLine(repr(watched.status_line[:80]))
         return answer
@@ -482,6 +465,16 @@ class _Adapter(requests.adapters.HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = self.pool_classes
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
+        """requests' own, but a CA bundle that cannot be found is `tls` for every https URL,
+        as with aiohttp (`exchange.tls_context`): it raised a bare OSError, `protocol`."""
+        try:
+            super().cert_verify(conn, url, verify, cert)
+        except requests.exceptions.RequestException:
+            raise
+        except OSError as error:
+            raise requests.exceptions.SSLError(str(error)) from error
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
         manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)

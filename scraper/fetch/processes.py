@@ -163,6 +163,7 @@ class _FetchProcess:
         self._process: BaseProcess = context.Process(  # type: ignore[attr-defined]
             target=_serve,
             args=(requests_in, answers_out, os.getpid(), limits, threads),
+            kwargs={"environ": dict(os.environ)},
             name="fetch",
             daemon=True,
         )
@@ -242,17 +243,28 @@ class _FetchProcess:
 
 
 def _serve(
-    requests_in: Connection, answers_out: Connection, crawl: int, limits: Limits, threads: int
+    requests_in: Connection,
+    answers_out: Connection,
+    crawl: int,
+    limits: Limits,
+    threads: int,
+    *,
+    environ: dict[str, str],
 ) -> None:
     """A fetch process: fetch each request that arrives with the threads strategy and send
     its outcome back. It runs until the crawl (`crawl`, the main process) ends it, or, if
     the crawl dies first, until its pipe ends or `start_child` notices.
+
+    It fetches in the crawl's environment (`environ`: proxies, .netrc, CA bundle), as a
+    thread would: its fork server's is the one of the first crawl the program ran.
 
     The fetch modules are imported here, in the process (its fork server has them loaded
     already): the main process of a `processes` crawl never sends a request itself, and
     importing requests there (≈ 70 ms) delayed the crawl's first one.
     """
     start_child(crawl)
+    os.environ.clear()
+    os.environ.update(environ)
     from scraper.fetch.threads import ThreadFetcher  # noqa: PLC0415
 
     fetcher = ThreadFetcher(limits, workers=threads)
