@@ -102,9 +102,9 @@ class _Client:
     def __init__(self, limits: Limits, workers: int) -> None:
         self._limits = limits
         self._slots = asyncio.Semaphore(workers)
-        tls = tls_context()  # loaded once, for both
-        self._open = _new_session(limits, tls, public_only=False)
-        self._guarded = _new_session(limits, tls, public_only=True)
+        self._open = _new_session(limits, public_only=False)
+        self._guarded = _new_session(limits, public_only=True)
+        self._tls: ssl.SSLContext | None = None
 
     @classmethod
     async def open(cls, limits: Limits, workers: int) -> _Client:
@@ -116,9 +116,20 @@ class _Client:
             started = time.monotonic()
             session = self._guarded if request.public_only else self._open
             try:
-                return await _fetch_once(session, request.url, self._limits, started)
+                tls = self._tls_for(request.url)
+                return await _fetch_once(session, request.url, self._limits, started, tls)
             except Exception as error:  # every library error becomes a FetchError, right here
                 raise ERRORS.translate(error, self._limits) from None
+
+    def _tls_for(self, url: str) -> ssl.SSLContext | bool:
+        """The authorities every strategy trusts (`exchange.tls_context`) for an https URL,
+        loaded at the first one (16 ms, at the start of the crawl: a plain-http one need not
+        wait for it); aiohttp's default for the others, which do no TLS."""
+        if not url.startswith("https:"):
+            return True
+        if self._tls is None:
+            self._tls = tls_context()
+        return self._tls
 
     async def close(self) -> None:
         current = asyncio.current_task()
@@ -132,11 +143,15 @@ class _Client:
 
 
 async def _fetch_once(
-    session: aiohttp.ClientSession, url: str, limits: Limits, started: float
+    session: aiohttp.ClientSession,
+    url: str,
+    limits: Limits,
+    started: float,
+    tls: ssl.SSLContext | bool,
 ) -> Response:
     """GET `url` once, without following redirects; no body is read for a redirect, a 204
     or a 304 (see has_body)."""
-    async with session.get(url, allow_redirects=False) as answer:
+    async with session.get(url, allow_redirects=False, ssl=tls) as answer:
         major, minor = answer.version or (0, 0)  # None only before the head is read
         refuse_unknown_version(f"HTTP/{major}.{minor}")
         headers = fold_headers(answer.headers.items())
@@ -157,18 +172,16 @@ async def _fetch_once(
         )
 
 
-def _new_session(
-    limits: Limits, tls: ssl.SSLContext, *, public_only: bool
-) -> aiohttp.ClientSession:
-    """A session like requests' (http.new_session): our headers and limits, the
-    authorities requests trusts, and the environment's proxy and .netrc where it names one
-    (`trust_env` looks them up for each request) and the request is not `public_only`."""
+def _new_session(limits: Limits, *, public_only: bool) -> aiohttp.ClientSession:
+    """A session like requests' (http.new_session): our headers and limits, and the
+    environment's proxy and .netrc where it names one (`trust_env` looks them up for each
+    request) and the request is not `public_only`."""
     timeout = aiohttp.ClientTimeout(
         total=limits.timeout, sock_connect=limits.timeout, sock_read=limits.timeout
     )
     resolver = _PublicOnlyResolver() if public_only else aiohttp.ThreadedResolver()
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=resolver, ssl=tls),
+        connector=aiohttp.TCPConnector(resolver=resolver),
         timeout=timeout,
         trust_env=not public_only and environment_decides(),
         headers={"User-Agent": limits.user_agent, "Accept-Encoding": ACCEPT_ENCODING},

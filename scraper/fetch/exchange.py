@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import ssl
 import time
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import certifi
+from typing import TYPE_CHECKING
 
 from scraper.errors import ErrorKind, FetchError, PrivateAddress, ResponseError, TransportError
 from scraper.fetch.base import Limits
 from scraper.fetch.decoding import decoder_for
+
+if TYPE_CHECKING:
+    import ssl
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _NO_BODY_STATUSES = frozenset({204, 304})  # (1xx answers are read past, never returned)
@@ -233,6 +233,8 @@ def environment_decides() -> bool:
     no_proxy exceptions) or a .netrc with credentials (where $NETRC names it, or in the
     home directory: where requests looks). Otherwise there is nothing to look up for
     each request, which costs requests about 2 ms of CPU a page in a large environment."""
+    import urllib.request  # noqa: PLC0415 (5 ms: here, off the way to an async crawl's start)
+
     netrc_files = [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]
     # os.path.exists, as requests looks: a file it cannot see (an unreadable home, a name
     # too long) is no file to it, where Path.exists raises
@@ -244,6 +246,8 @@ def environment_decides() -> bool:
 def ca_bundle() -> str:
     """Where the trusted certificate authorities are, a file or a directory, as requests
     looks: $REQUESTS_CA_BUNDLE, then $CURL_CA_BUNDLE, then certifi's bundle."""
+    import certifi  # noqa: PLC0415 (7 ms, as environment_decides)
+
     return (
         os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
     )
@@ -254,6 +258,8 @@ def tls_context() -> ssl.SSLContext:
     site's certificate passes or fails alike with every strategy (aiohttp alone would use
     the system's store). A bundle that cannot be loaded leaves a context trusting no one:
     every https URL then fails its handshake, `tls`, as with requests."""
+    import ssl  # noqa: PLC0415 (5 ms: here, off the way to a `processes` crawl's start)
+
     bundle = ca_bundle()
     try:
         if os.path.isdir(bundle):
