@@ -59,6 +59,7 @@ Extractor = Callable[["BeautifulSoup", str], Any]
 """A user hook: `(soup, url) -> JSON-able value`, stored as the record's `data`."""
 
 # Elements whose text a reader never sees.
+MAX_NESTING = 2048  # elements within elements: libxml2's limit, even with huge_tree
 _HIDDEN_ELEMENTS = frozenset({"head", "script", "style", "noscript", "template"})
 
 # Elements whose strings bs4 types apart from page text (Script, Stylesheet, TemplateString,
@@ -218,8 +219,10 @@ def parse_page(
 ) -> ParsedPage:
     """Parse one fetched page; `url` is its final (canonical) URL, the base for its links.
 
-    Raises ParseError only when `extract` raises; the message keeps the exception's type
-    and text. Any other input, however broken, gives a ParsedPage.
+    Raises ParseError when `extract` raises (the message keeps the exception's type and
+    text), and for markup nested deeper than libxml2 builds a tree (MAX_NESTING): the rest
+    of the page is lost to it, title and links included. Any other input, however broken,
+    gives a ParsedPage.
     """
     text, encoding = decode_html(body, content_type_header)
     tops = _top_elements(text)
@@ -256,10 +259,12 @@ def _top_elements(text: str) -> list[_Node]:
     a second one, after the root: bs4 read it, so we do. A document without a single element
     (empty, only a comment, a doctype or spaces) has none.
 
-    huge_tree lifts libxml2's limits on building a tree that bs4, which builds its own from
-    the parser's events, never met: a text node over 10 MB or nesting over 256 levels (it is
-    2048 then) would end the parse there, losing every link after them. The body is capped at
-    --max-bytes anyway, far below the limits huge_tree leaves.
+    huge_tree lifts libxml2's limits on building a tree: a text node over 10 MB or nesting
+    over 256 levels would end the parse there, losing every link after them. The body is
+    capped at --max-bytes anyway, far below the text limit huge_tree leaves; nesting is still
+    limited (MAX_NESTING). Past it the tree ends (bs4, which builds its own from the parser's
+    events, goes on), and the page is a ParseError rather than a record that says nothing of
+    what it lost.
     """
     parser = etree.HTMLParser(recover=True, huge_tree=True)
     try:
@@ -267,6 +272,12 @@ def _top_elements(text: str) -> list[_Node]:
         root: _Node | None = parser.close()
     except etree.LxmlError:  # documented for feed() and close(); with recover=True, not seen
         return []
+    stopped = parser.feed_error_log.last_error  # a resource limit stops the parse: it is last
+    if stopped is not None and stopped.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT:
+        raise ParseError(
+            f"the markup nests deeper than {MAX_NESTING} elements, as far as libxml2 reads:"
+            " the rest of the page is lost"
+        )
     return [] if root is None else [root, *root.itersiblings(etree.Element)]
 
 

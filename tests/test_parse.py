@@ -12,7 +12,7 @@ from processes import loaded_by_import
 
 from scraper.errors import InvalidURL, ParseError
 from scraper.fetch.base import is_html, media_type
-from scraper.parse import _resolved, decode_html, parse_page
+from scraper.parse import MAX_NESTING, _resolved, decode_html, parse_page
 from scraper.records import PageMeta, ParsedPage
 from scraper.urls import canonicalize
 
@@ -235,7 +235,7 @@ def test_garbage_around_markup_still_gives_title_and_links():
         b"<!--",
         b"<![CDATA[",
         b"<" * 1000,
-        b"<div>" * 5000,
+        b"<div>" * 2000,  # deeper is a ParseError: test_nesting_past_libxml2s_limit_...
     ],
 )
 def test_junk_never_raises(body):
@@ -279,6 +279,16 @@ def test_deep_nesting_and_a_huge_text_node_do_not_end_the_parse():
     assert parse(deep).links == ("https://example.com/deep",)
     huge = b"<pre>" + b"x" * (10 * 2**20 + 1) + b"</pre><a href=/after>x</a>"
     assert parse(huge).links == ("https://example.com/after",)
+
+
+@pytest.mark.parametrize("noise", [b"", b"<p>x<b>y</i>" * 300])  # more errors than libxml2 logs
+def test_nesting_past_libxml2s_limit_is_a_parse_error(noise: bytes):
+    """The parse stops there: the page came out with no links and `ok: true`."""
+    past = b"<title>t</title>" + noise + b"<div>" * (MAX_NESTING + 50) + b"<a href=/deep>x</a>"
+    with pytest.raises(ParseError, match=f"deeper than {MAX_NESTING} elements"):
+        parse(past)
+    within = b"<title>t</title>" + noise + b"<div>" * (MAX_NESTING - 10) + b"<a href=/deep>x</a>"
+    assert parse(within).links == ("https://example.com/deep",)
 
 
 def test_ruby_annotations_and_titles_in_templates_are_not_text():
