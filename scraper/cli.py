@@ -83,10 +83,11 @@ def scrape(argv: Sequence[str]) -> int:
     # The engine is imported here rather than at the top: every parse or fetch process
     # imports the main module again as it starts, and needs none of it (78-108 ms each).
     from scraper.pipeline import Crawler  # noqa: PLC0415
-    from scraper.report import Progress, print_summary, say  # noqa: PLC0415
+    from scraper.report import Progress, log_to_stderr, print_summary, say  # noqa: PLC0415
 
     parser = _crawl_parser()
     options = parser.parse_args(argv)
+    log_to_stderr()
     if options.resume and options.frontier == "memory":
         parser.error("--resume needs the sqlite frontier: --frontier memory keeps no state")
     try:

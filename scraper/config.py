@@ -219,14 +219,17 @@ def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def _shown(value: object) -> str:
-    """`value` as an error message shows it: its repr, cut short. An int too long to write
-    in decimal (Python refuses past 4,300 digits) is shown by its size: its repr raised
-    ValueError in place of the ConfigError."""
+    """`value` as an error message shows it: its repr, cut short. A value holding an int
+    too long to write in decimal (Python refuses past 4,300 digits) has no repr: it raised
+    ValueError in place of the ConfigError. An int is shown by its size instead, anything
+    else by its type."""
     try:
         text = repr(value)
     except ValueError:
-        number = int(value)  # type: ignore[call-overload]
-        return f"{'a negative' if number < 0 else 'an'} integer of {number.bit_length()} bits"
+        if isinstance(value, int):
+            sign = "a negative" if value < 0 else "an"
+            return f"{sign} integer of {value.bit_length()} bits"
+        return f"a {type(value).__name__} too large to show"  # [10**5000], a huge Fraction
     return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
 
 

@@ -9,6 +9,7 @@ on stderr.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -74,7 +75,10 @@ class Progress:
     ) -> None:
         self._stop.set()
         if self._live is not None:
-            self._live.stop()
+            try:
+                self._live.stop()
+            except OSError:  # the terminal went away (EIO): lost, as on a closed pipe
+                _messages_lost.set()
         if self._printer is not None:
             self._printer.join()
 
@@ -105,6 +109,23 @@ def say(message: str) -> None:
     try:
         print(message, file=sys.stderr, flush=True)
     except OSError:
+        _messages_lost.set()
+
+
+def log_to_stderr() -> None:
+    """Send warnings logged by the engine and its libraries (a parse process that died...)
+    to stderr as Python's last-resort handler does, a bare line each, but counted by
+    `messages_lost` when they cannot be written: logging drops those silently. For the
+    command: a program that embeds the crawl keeps its own logging."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = _StderrLogHandler()
+        handler.setLevel(logging.WARNING)
+        root.addHandler(handler)
+
+
+class _StderrLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    def handleError(self, record: logging.LogRecord) -> None:
         _messages_lost.set()
 
 

@@ -45,6 +45,7 @@ class Site:
         self.url = ""
         self._lock = threading.Lock()
         self._hits: list[tuple[str, float]] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self._in_flight = 0
         self._max_in_flight = 0
 
@@ -89,6 +90,7 @@ class Site:
     async def handle(self, request: web.Request) -> web.Response:
         with self._lock:
             self._hits.append((request.path_qs, time.monotonic()))
+            self.authorizations.append(request.headers.get("Authorization"))
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
@@ -167,6 +169,7 @@ class Proxy:
     def __init__(self) -> None:
         self.url = ""
         self.requests: list[str] = []
+        self.refusal: bytes | None = None  # an answer to every request instead of relaying
         self._relays: set[asyncio.Task[None]] = set()
         self._connections: set[asyncio.StreamWriter] = set()
 
@@ -181,6 +184,10 @@ class Proxy:
             head = await client_in.readuntil(b"\r\n\r\n")
             method, target = head.decode("latin-1").split(" ", 2)[:2]
             self.requests.append(f"{method} {target}")
+            if self.refusal is not None:
+                client_out.write(self.refusal)
+                await client_out.drain()
+                raise ConnectionResetError  # ends the relay, as the refusal does
             where = yarl.URL(f"//{target}" if method == "CONNECT" else target)
             assert where.host == "127.0.0.1", target
             server_in, server_out = await asyncio.open_connection(where.host, where.port)

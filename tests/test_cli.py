@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import re
 import signal
 import socket
@@ -250,6 +251,50 @@ def test_a_finished_crawl_whose_messages_were_lost_exits_120(demo_site, tmp_path
                 check=False,
             ).returncode
     assert status == 120
+    assert urls_recorded(tmp_path / "output") == [demo_site.url]
+
+
+def test_a_terminal_that_goes_away_during_the_crawl_loses_the_messages_not_the_crawl(
+    demo_site, tmp_path
+):
+    """A hung-up terminal gives EIO, not a broken pipe: stopping the live line raised it,
+    and a crawl that succeeded ended in a traceback and exit status 1."""
+    listing = write_list(tmp_path, demo_site.url_for("/slow?seconds=2"))
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scraper", listing.name, *FAST],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=terminal,
+            env={**os.environ, "TERM": "xterm"},
+        )
+    finally:
+        os.close(terminal)
+    try:
+        assert os.read(controller, 4096)  # the live line is drawn: the crawl is under way
+    finally:
+        os.close(controller)  # and the terminal goes away while the page is awaited
+    assert process.wait(timeout=RUN_TIMEOUT) == 120
+    assert urls_recorded(tmp_path / "output") == [demo_site.url_for("/slow?seconds=2")]
+
+
+def test_fetch_processes_take_an_environment_holding_a_name_the_system_refuses(demo_site, tmp_path):
+    """A parent can pass on an entry named "", which cannot be unset: clearing the
+    environment raised on it in every fetch process, and every URL failed."""
+    listing = write_list(tmp_path, demo_site.url)
+    done = subprocess.run(
+        [sys.executable, "-m", "scraper", listing.name, "--fetch", "processes", *FAST],
+        cwd=tmp_path,
+        env={**os.environ, "": "x"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
     assert urls_recorded(tmp_path / "output") == [demo_site.url]
 
 

@@ -134,6 +134,8 @@ INVALID: list[tuple[str, Any]] = [
     # too long to write in decimal: the message's repr raised
     pytest.param("timeout", 10**5000, id="timeout-10**5000"),
     pytest.param("depth", -(10**5000), id="depth--10**5000"),
+    pytest.param("output", [10**5000], id="output-[10**5000]"),
+    pytest.param("fetch", (10**5000,), id="fetch-(10**5000,)"),
     ("output", ""),  # the current directory, silently
     ("output", "out\0put"),
     ("state", "state\0.sqlite"),

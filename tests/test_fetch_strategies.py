@@ -44,6 +44,7 @@ from scraper.demo import RunningSite
 from scraper.errors import ErrorKind, FetchError, ScraperError
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher, processes
 from scraper.fetch.decoding import ACCEPT_ENCODING
+from scraper.fetch.exchange import tls_context
 from scraper.fetch.http import fetch_once
 from scraper.fetch.processes import ProcessFetcher
 from scraper.records import Request
@@ -374,30 +375,80 @@ def test_a_ca_bundle_that_cannot_be_loaded_is_tls_for_every_strategy(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "no-such-bundle.pem"))
     with fresh_fetcher(strategy) as fetcher:
         assert error_of(fetcher, tls_page).kind is ErrorKind.TLS
+    assert tls_context().get_ca_certs() == []  # not the system's store in its place
 
 
-@pytest.mark.usefixtures("authority_trusted")
-@pytest.mark.parametrize("scheme", ["http", "https"])
-def test_every_strategy_goes_through_the_proxy_the_environment_names(
+# What the environment says → whether the page goes through the proxy, as requests decides.
+_PROXY_SETTINGS = {
+    "http": ({"HTTP_PROXY": "{proxy}"}, True),
+    "https": ({"HTTPS_PROXY": "{proxy}"}, True),
+    "all": ({"ALL_PROXY": "{proxy}"}, True),  # aiohttp's own lookup took no ALL_PROXY
+    # nor an address range in NO_PROXY: it sent the request through the proxy
+    "no_proxy range": ({"HTTP_PROXY": "{proxy}", "NO_PROXY": "127.0.0.0/8"}, False),
+}
+
+
+@pytest.fixture
+def no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.mark.usefixtures("authority_trusted", "no_proxy_settings")
+@pytest.mark.parametrize("setting", sorted(_PROXY_SETTINGS))
+def test_every_strategy_takes_the_proxy_the_environment_names(
     strategy: str,
-    scheme: str,
+    setting: str,
     plain_page: str,
     tls_page: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """https through an HTTP proxy is a CONNECT tunnel: with requests, reading the proxy's
-    answer to it failed an assertion of ours; aiohttp did not use the proxy at all."""
-    url = plain_page if scheme == "http" else tls_page
-    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    answer to it failed an assertion of ours; aiohttp did not use the proxy at all, and
+    then read the environment its own way."""
+    environment, proxied = _PROXY_SETTINGS[setting]
+    url = tls_page if setting == "https" else plain_page
     with forwarding_proxy() as proxy:
-        monkeypatch.setenv(f"{scheme.upper()}_PROXY", proxy.url)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value.format(proxy=proxy.url))
         with fresh_fetcher(strategy) as fetcher:
             answer = answer_of(fetcher, url)
     assert answer.status == 200
     assert b"<title>" in answer.body
     authority = yarl.URL(url).authority
-    assert proxy.requests == [f"CONNECT {authority}" if scheme == "https" else f"GET {url}"]
+    through = f"CONNECT {authority}" if setting == "https" else f"GET {url}"
+    assert proxy.requests == ([through] if proxied else [])
+
+
+def test_every_strategy_sends_the_credentials_of_a_netrc(
+    strategy: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password secret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    with serving_site(Site()) as site, fresh_fetcher(strategy) as fetcher:
+        assert answer_of(fetcher, site.page("/page")).status == 200
+    assert site.authorizations == ["Basic YWxpY2U6c2VjcmV0"]  # alice:secret
+
+
+@pytest.mark.usefixtures("authority_trusted", "no_proxy_settings")
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_that_refuses_is_connect_for_every_strategy(
+    strategy: str, scheme: str, plain_page: str, tls_page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kind politeness reads as push-back. aiohttp's refused tunnel was `protocol`."""
+    with forwarding_proxy() as proxy:
+        proxy.refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
+        monkeypatch.setenv(f"{scheme.upper()}_PROXY", proxy.url)
+        with fresh_fetcher(strategy) as fetcher:
+            outcome_ = outcome(fetcher, plain_page if scheme == "http" else tls_page)
+    if scheme == "http":  # a proxy's answer to a plain request is the answer
+        assert isinstance(outcome_, Response)
+        assert outcome_.status == 407
+    else:
+        assert isinstance(outcome_, FetchError)
+        assert outcome_.kind is ErrorKind.CONNECT
 
 
 @pytest.mark.parametrize(

@@ -16,13 +16,15 @@ included. aiohttp does not ask the resolver about IP literals, so a trace hook c
 those before connecting; for a literal, the URL's text is the address. The two sessions
 have separate connection pools: a guarded request never reuses an unchecked connection.
 A redirect's body is never read: the connection is closed instead. Proxies, .netrc and the
-trusted authorities come from the environment as requests takes them (`exchange`), so a
-crawl reaches the same servers, and trusts the same certificates, with every strategy.
+trusted authorities come from the environment as requests takes them (`_from_environment`,
+`exchange.tls_context`), so a crawl reaches the same servers the same way, and trusts the
+same certificates, with every strategy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import socket
 import ssl
@@ -105,6 +107,7 @@ class _Client:
         self._open = _new_session(limits, public_only=False)
         self._guarded = _new_session(limits, public_only=True)
         self._tls: ssl.SSLContext | None = None
+        self._environment_decides = environment_decides()
 
     @classmethod
     async def open(cls, limits: Limits, workers: int) -> _Client:
@@ -116,10 +119,18 @@ class _Client:
             started = time.monotonic()
             session = self._guarded if request.public_only else self._open
             try:
-                tls = self._tls_for(request.url)
-                return await _fetch_once(session, request.url, self._limits, started, tls)
+                options = self._options_for(request)
+                return await _fetch_once(session, request.url, self._limits, started, options)
             except Exception as error:  # every library error becomes a FetchError, right here
                 raise ERRORS.translate(error, self._limits) from None
+
+    def _options_for(self, request: Request) -> dict[str, Any]:
+        """aiohttp's arguments for one request: the trusted authorities, and what requests
+        takes from the environment for it (not for `public_only`, as with requests)."""
+        options: dict[str, Any] = {"ssl": self._tls_for(request.url)}
+        if self._environment_decides and not request.public_only:
+            options.update(_from_environment(request.url))
+        return options
 
     def _tls_for(self, url: str) -> ssl.SSLContext | bool:
         """The authorities every strategy trusts (`exchange.tls_context`) for an https URL,
@@ -142,16 +153,42 @@ class _Client:
         await self._guarded.close()
 
 
+def _from_environment(url: str) -> dict[str, Any]:
+    """The proxy and the .netrc credentials requests would use for `url`, as aiohttp's
+    arguments. Decided by requests' own functions, imported here, in a crawl whose
+    environment names a proxy or a .netrc: aiohttp's lookup (`trust_env`) reads it
+    otherwise. It takes no address range in NO_PROXY, no ALL_PROXY, and passes over an
+    https:// proxy with a warning, fetching directly."""
+    from requests.utils import (  # noqa: PLC0415 (see above)
+        get_environ_proxies,
+        get_netrc_auth,
+        prepend_scheme_if_needed,
+        select_proxy,
+    )
+
+    options: dict[str, Any] = {}
+    proxy = select_proxy(url, get_environ_proxies(url))
+    if proxy:
+        options["proxy"] = prepend_scheme_if_needed(proxy, "http")
+    credentials = get_netrc_auth(url)
+    if credentials:
+        # as requests writes it (aiohttp's BasicAuth is deprecated): Latin-1, then base64
+        user, password = (part.encode("latin-1", "replace") for part in credentials)
+        token = base64.b64encode(user + b":" + password).decode("ascii")
+        options["headers"] = {"Authorization": f"Basic {token}"}
+    return options
+
+
 async def _fetch_once(
     session: aiohttp.ClientSession,
     url: str,
     limits: Limits,
     started: float,
-    tls: ssl.SSLContext | bool,
+    options: dict[str, Any],
 ) -> Response:
     """GET `url` once, without following redirects; no body is read for a redirect, a 204
-    or a 304 (see has_body)."""
-    async with session.get(url, allow_redirects=False, ssl=tls) as answer:
+    or a 304 (see has_body). `options` are aiohttp's, for this request."""
+    async with session.get(url, allow_redirects=False, **options) as answer:
         major, minor = answer.version or (0, 0)  # None only before the head is read
         refuse_unknown_version(f"HTTP/{major}.{minor}")
         headers = fold_headers(answer.headers.items())
@@ -173,9 +210,8 @@ async def _fetch_once(
 
 
 def _new_session(limits: Limits, *, public_only: bool) -> aiohttp.ClientSession:
-    """A session like requests' (http.new_session): our headers and limits, and the
-    environment's proxy and .netrc where it names one (`trust_env` looks them up for each
-    request) and the request is not `public_only`."""
+    """A session like requests' (http.new_session): our headers and limits. It takes
+    nothing from the environment itself: `_from_environment` decides for each request."""
     timeout = aiohttp.ClientTimeout(
         total=limits.timeout, sock_connect=limits.timeout, sock_read=limits.timeout
     )
@@ -183,7 +219,6 @@ def _new_session(limits: Limits, *, public_only: bool) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=resolver),
         timeout=timeout,
-        trust_env=not public_only and environment_decides(),
         headers={"User-Agent": limits.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         auto_decompress=False,  # decoding.py decodes, as for requests
         max_line_size=MAX_HEAD_LINE,
@@ -234,6 +269,14 @@ ERRORS = ErrorTable(
         ((aiohttp.ClientSSLError,), ErrorKind.TLS),
         ((asyncio.TimeoutError, aiohttp.ServerTimeoutError), ErrorKind.TIMEOUT),
         ((aiohttp.InvalidURL,), ErrorKind.INVALID_URL),
-        ((aiohttp.ClientConnectionError, aiohttp.ClientPayloadError), ErrorKind.CONNECT),
+        (
+            # a proxy that refuses the tunnel (407, 403...): requests' ProxyError, `connect`
+            (
+                aiohttp.ClientConnectionError,
+                aiohttp.ClientPayloadError,
+                aiohttp.ClientHttpProxyError,
+            ),
+            ErrorKind.CONNECT,
+        ),
     ),
 )

@@ -263,8 +263,7 @@ def _serve(
     importing requests there (≈ 70 ms) delayed the crawl's first one.
     """
     start_child(crawl)
-    os.environ.clear()
-    os.environ.update(environ)
+    _take_environment(environ)
     from scraper.fetch.threads import ThreadFetcher  # noqa: PLC0415
 
     fetcher = ThreadFetcher(limits, workers=threads)
@@ -277,6 +276,20 @@ def _serve(
         pass
     finally:
         fetcher.close()
+
+
+def _take_environment(environ: dict[str, str]) -> None:
+    """Make this process's environment `environ`, name by name: the fork server's is most
+    often the same already. A name the system refuses to set or unset ("", one holding
+    "="), which a parent can still pass on, is left as it is: clearing the whole
+    environment raised on it, and every fetch process died as it started."""
+    for name in os.environ.keys() - environ.keys():
+        with contextlib.suppress(OSError, ValueError):
+            del os.environ[name]
+    for name, value in environ.items():
+        if os.environ.get(name) != value:
+            with contextlib.suppress(OSError, ValueError):
+                os.environ[name] = value
 
 
 def _send_answer(

@@ -1,0 +1,64 @@
+"""What a person sees on stderr, when stderr can no longer be written: the messages are
+lost and counted (`messages_lost`, which the command makes exit status 120), the crawl is
+not. tests/test_cli.py runs the command so: a closed pipe, a full disk, a terminal that
+goes away."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from typing import TextIO
+
+import pytest
+
+from scraper import report
+
+
+@pytest.fixture(autouse=True)
+def _nothing_lost_yet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report, "_messages_lost", threading.Event())
+
+
+@contextlib.contextmanager
+def stderr_on(stream: TextIO) -> Iterator[None]:
+    """sys.stderr replaced inside the test itself: pytest puts its own back between a
+    fixture's setup and the test."""
+    captured, sys.stderr = sys.stderr, stream
+    try:
+        yield
+    finally:
+        sys.stderr = captured
+
+
+@contextlib.contextmanager
+def full_disk() -> Iterator[None]:
+    # unbuffered: a failed write leaves nothing behind for closing the file to fail on
+    raw = open("/dev/full", "wb", buffering=0)  # noqa: SIM115 (closed by the wrapper)
+    with io.TextIOWrapper(raw, write_through=True) as full, stderr_on(full):
+        yield
+
+
+def test_a_line_that_cannot_be_written_is_counted() -> None:
+    with full_disk():
+        report.say("lost")
+    assert report.messages_lost()
+
+
+def test_a_warning_that_cannot_be_written_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """logging drops a failed write silently: a parse process's death was lost unsaid."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a command, not pytest
+    with full_disk():
+        report.log_to_stderr()
+        logging.getLogger("scraper.parse_pool").warning("a parse process died")
+    assert report.messages_lost()
+
+
+def test_a_program_that_logs_keeps_its_own_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    theirs = logging.NullHandler()
+    monkeypatch.setattr(logging.getLogger(), "handlers", [theirs])
+    report.log_to_stderr()
+    assert logging.getLogger().handlers == [theirs]
