@@ -33,7 +33,7 @@ import time
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 import aiohttp.http_exceptions
@@ -119,18 +119,18 @@ class _Client:
             started = time.monotonic()
             session = self._guarded if request.public_only else self._open
             try:
-                options = self._options_for(request)
-                return await _fetch_once(session, request.url, self._limits, started, options)
+                route = self._route_for(request)
+                return await _fetch_once(session, request.url, self._limits, started, route)
             except Exception as error:  # every library error becomes a FetchError, right here
                 raise ERRORS.translate(error, self._limits) from None
 
-    def _options_for(self, request: Request) -> dict[str, Any]:
-        """aiohttp's arguments for one request: the trusted authorities, and what requests
-        takes from the environment for it (not for `public_only`, as with requests)."""
-        options: dict[str, Any] = {"ssl": self._tls_for(request.url)}
+    def _route_for(self, request: Request) -> _Route:
+        """The trusted authorities, and what requests takes from the environment for this
+        request (nothing for `public_only`, as with requests)."""
+        tls = self._tls_for(request.url)
         if self._environment_decides and not request.public_only:
-            options.update(_from_environment(request.url))
-        return options
+            return _from_environment(request.url, tls)
+        return _Route(tls)
 
     def _tls_for(self, url: str) -> ssl.SSLContext | bool:
         """The authorities every strategy trusts (`exchange.tls_context`) for an https URL,
@@ -153,12 +153,23 @@ class _Client:
         await self._guarded.close()
 
 
-def _from_environment(url: str) -> dict[str, Any]:
-    """The proxy and the .netrc credentials requests would use for `url`, as aiohttp's
-    arguments. Decided by requests' own functions, imported here, in a crawl whose
-    environment names a proxy or a .netrc: aiohttp's lookup (`trust_env`) reads it
-    otherwise. It takes no address range in NO_PROXY, no ALL_PROXY, and passes over an
-    https:// proxy with a warning, fetching directly."""
+class _Route(NamedTuple):
+    """How one request goes out: aiohttp's per-request arguments."""
+
+    tls: ssl.SSLContext | bool  # the `ssl` argument
+    proxy: str | None = None
+    authorization: str | None = None  # the .netrc's, as a header
+
+    def headers(self) -> dict[str, str] | None:
+        return None if self.authorization is None else {"Authorization": self.authorization}
+
+
+def _from_environment(url: str, tls: ssl.SSLContext | bool) -> _Route:
+    """The proxy and the .netrc credentials requests would use for `url`. Decided by
+    requests' own functions, imported here, in a crawl whose environment names a proxy or
+    a .netrc: aiohttp's lookup (`trust_env`) reads it otherwise. It takes no address range
+    in NO_PROXY, no ALL_PROXY, and passes over an https:// proxy with a warning, fetching
+    directly."""
     from requests.utils import (  # noqa: PLC0415 (see above)
         get_environ_proxies,
         get_netrc_auth,
@@ -166,17 +177,16 @@ def _from_environment(url: str) -> dict[str, Any]:
         select_proxy,
     )
 
-    options: dict[str, Any] = {}
     proxy = select_proxy(url, get_environ_proxies(url))
-    if proxy:
-        options["proxy"] = prepend_scheme_if_needed(proxy, "http")
     credentials = get_netrc_auth(url)
+    authorization = None
     if credentials:
         # as requests writes it (aiohttp's BasicAuth is deprecated): Latin-1, then base64
         user, password = (part.encode("latin-1", "replace") for part in credentials)
-        token = base64.b64encode(user + b":" + password).decode("ascii")
-        options["headers"] = {"Authorization": f"Basic {token}"}
-    return options
+        authorization = "Basic " + base64.b64encode(user + b":" + password).decode("ascii")
+    if proxy:
+        proxy = prepend_scheme_if_needed(proxy, "http")  # requests' reading of "host:port"
+    return _Route(tls, proxy or None, authorization)
 
 
 async def _fetch_once(
@@ -184,11 +194,17 @@ async def _fetch_once(
     url: str,
     limits: Limits,
     started: float,
-    options: dict[str, Any],
+    route: _Route,
 ) -> Response:
     """GET `url` once, without following redirects; no body is read for a redirect, a 204
-    or a 304 (see has_body). `options` are aiohttp's, for this request."""
-    async with session.get(url, allow_redirects=False, **options) as answer:
+    or a 304 (see has_body)."""
+    async with session.get(
+        url,
+        allow_redirects=False,
+        ssl=route.tls,
+        proxy=route.proxy,
+        headers=route.headers(),
+    ) as answer:
         major, minor = answer.version or (0, 0)  # None only before the head is read
         refuse_unknown_version(f"HTTP/{major}.{minor}")
         headers = fold_headers(answer.headers.items())
