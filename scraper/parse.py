@@ -59,7 +59,6 @@ Extractor = Callable[["BeautifulSoup", str], Any]
 """A user hook: `(soup, url) -> JSON-able value`, stored as the record's `data`."""
 
 # Elements whose text a reader never sees.
-MAX_NESTING = 2048  # elements within elements: libxml2's limit, even with huge_tree
 _HIDDEN_ELEMENTS = frozenset({"head", "script", "style", "noscript", "template"})
 
 # Elements whose strings bs4 types apart from page text (Script, Stylesheet, TemplateString,
@@ -219,10 +218,8 @@ def parse_page(
 ) -> ParsedPage:
     """Parse one fetched page; `url` is its final (canonical) URL, the base for its links.
 
-    Raises ParseError when `extract` raises (the message keeps the exception's type and
-    text), and for markup nested deeper than libxml2 builds a tree (MAX_NESTING): the rest
-    of the page is lost to it, title and links included. Any other input, however broken,
-    gives a ParsedPage.
+    Raises ParseError only when `extract` raises; the message keeps the exception's type
+    and text. Any other input, however broken, gives a ParsedPage.
     """
     text, encoding = decode_html(body, content_type_header)
     tops = _top_elements(text)
@@ -262,23 +259,30 @@ def _top_elements(text: str) -> list[_Node]:
     huge_tree lifts libxml2's limits on building a tree: a text node over 10 MB or nesting
     over 256 levels would end the parse there, losing every link after them. The body is
     capped at --max-bytes anyway, far below the text limit huge_tree leaves; nesting is still
-    limited (MAX_NESTING). Past it the tree ends (bs4, which builds its own from the parser's
-    events, goes on), and the page is a ParseError rather than a record that says nothing of
-    what it lost.
+    limited, to 2048 elements. Past that, libxml2 stops building the tree and reading the
+    page (2,100 unclosed <font> tags in an old page are enough), so the page is read again,
+    its tree built by lxml from the parser's events, as bs4 builds its own: slower, and
+    without that limit.
     """
+    text = text.removeprefix("\ufeff")  # as bs4 does: a second BOM is no text
     parser = etree.HTMLParser(recover=True, huge_tree=True)
-    try:
-        parser.feed(text.removeprefix("\ufeff"))  # as bs4 does: a second BOM is no text
-        root: _Node | None = parser.close()
-    except etree.LxmlError:  # documented for feed() and close(); with recover=True, not seen
-        return []
+    root = _parsed(parser, text)
     stopped = parser.feed_error_log.last_error  # a resource limit stops the parse: it is last
     if stopped is not None and stopped.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT:
-        raise ParseError(
-            f"the markup nests deeper than {MAX_NESTING} elements, as far as libxml2 reads:"
-            " the rest of the page is lost"
-        )
+        events = etree.HTMLParser(target=etree.TreeBuilder(), recover=True, huge_tree=True)
+        root = _parsed(events, text)
     return [] if root is None else [root, *root.itersiblings(etree.Element)]
+
+
+def _parsed(parser: etree.HTMLParser, text: str) -> _Node | None:
+    """The root `parser` makes of `text`, fed as `_top_elements` says; None for a document
+    without an element."""
+    try:
+        parser.feed(text)
+        root: _Node | None = parser.close()
+    except etree.LxmlError:  # documented for feed() and close(); with recover=True, not seen
+        return None
+    return root
 
 
 def _make_soup(text: str) -> BeautifulSoup:

@@ -113,20 +113,27 @@ def say(message: str) -> None:
 
 
 def log_to_stderr() -> None:
-    """Send warnings logged by the engine and its libraries (a parse process that died...)
-    to stderr as Python's last-resort handler does, a bare line each, but counted by
-    `messages_lost` when they cannot be written: logging drops those silently. For the
-    command: a program that embeds the crawl keeps its own logging."""
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = _StderrLogHandler()
+    """Send the engine's logged warnings (a parse process that died...) to stderr through
+    `say`: a bare line each, as Python's last-resort handler writes them, above the live
+    line, and counted by `messages_lost` when they cannot be written (logging drops those
+    silently). The `scraper` logger's only: libraries that keep theirs quiet (urllib3's
+    NullHandler) stay so. For the command: a program that embeds the crawl keeps its own
+    logging."""
+    engine = logging.getLogger("scraper")
+    if not engine.handlers:
+        handler = _SayHandler()
         handler.setLevel(logging.WARNING)
-        root.addHandler(handler)
+        engine.addHandler(handler)
 
 
-class _StderrLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    def handleError(self, record: logging.LogRecord) -> None:
-        _messages_lost.set()
+class _SayHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+        except Exception:  # a logging call's own mistake: logging's report of it
+            self.handleError(record)
+        else:
+            say(message)
 
 
 def stderr_console() -> Console:

@@ -169,6 +169,7 @@ class Proxy:
     def __init__(self) -> None:
         self.url = ""
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []  # each request's Proxy-Authorization
         self.refusal: bytes | None = None  # an answer to every request instead of relaying
         self._relays: set[asyncio.Task[None]] = set()
         self._connections: set[asyncio.StreamWriter] = set()
@@ -184,6 +185,7 @@ class Proxy:
             head = await client_in.readuntil(b"\r\n\r\n")
             method, target = head.decode("latin-1").split(" ", 2)[:2]
             self.requests.append(f"{method} {target}")
+            self.authorizations.append(_header(head, b"proxy-authorization"))
             if self.refusal is not None:
                 client_out.write(self.refusal)
                 await client_out.drain()
@@ -220,6 +222,14 @@ def forwarding_proxy() -> Iterator[Proxy]:
             yield proxy
         finally:
             _run_in(loop, proxy.close(server))
+
+
+def _header(head: bytes, name: bytes) -> str | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return None
 
 
 async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

@@ -421,6 +421,39 @@ def test_every_strategy_takes_the_proxy_the_environment_names(
     assert proxy.requests == ([through] if proxied else [])
 
 
+@pytest.mark.usefixtures("authority_trusted", "no_proxy_settings")
+def test_a_proxys_credentials_are_sent_to_it_and_never_shown(
+    strategy: str, tls_page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp put the proxy's URL, password included, in the error a refusal raised: it
+    went into pages.jsonl."""
+    with forwarding_proxy() as proxy:
+        proxy.refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("//", "//alice:s3cret@"))
+        with fresh_fetcher(strategy) as fetcher:
+            error = error_of(fetcher, tls_page)
+    assert proxy.authorizations == ["Basic YWxpY2U6czNjcmV0"]  # alice:s3cret
+    assert error.kind is ErrorKind.CONNECT
+    assert "s3cret" not in error.message
+
+
+@pytest.mark.usefixtures("no_proxy_settings")
+@pytest.mark.parametrize(
+    ("proxy", "kind"),
+    [
+        ("socks5://127.0.0.1:1", ErrorKind.PROTOCOL),  # requests without PySocks; aiohttp
+        ("ftp://127.0.0.1:1", ErrorKind.INVALID_URL),  # aiohttp sent HTTP to both
+    ],
+)
+def test_a_proxy_no_strategy_can_use_fails_alike(
+    strategy: str, plain_page: str, proxy: str, kind: ErrorKind, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    with fresh_fetcher(strategy) as fetcher:
+        assert error_of(fetcher, plain_page).kind is kind
+
+
+@pytest.mark.usefixtures("no_proxy_settings")
 def test_every_strategy_sends_the_credentials_of_a_netrc(
     strategy: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,15 +50,23 @@ def test_a_line_that_cannot_be_written_is_counted() -> None:
 
 def test_a_warning_that_cannot_be_written_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     """logging drops a failed write silently: a parse process's death was lost unsaid."""
-    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a command, not pytest
+    monkeypatch.setattr(logging.getLogger("scraper"), "handlers", [])
     with full_disk():
         report.log_to_stderr()
         logging.getLogger("scraper.parse_pool").warning("a parse process died")
     assert report.messages_lost()
 
 
-def test_a_program_that_logs_keeps_its_own_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
-    theirs = logging.NullHandler()
-    monkeypatch.setattr(logging.getLogger(), "handlers", [theirs])
-    report.log_to_stderr()
-    assert logging.getLogger().handlers == [theirs]
+def test_the_engines_warnings_are_said_and_quiet_libraries_stay_quiet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """urllib3 keeps its warnings to itself (a NullHandler): a handler on the root logger
+    printed them, tracebacks included, for every page with a stray header line."""
+    monkeypatch.setattr(logging.getLogger("scraper"), "handlers", [])
+    written = io.StringIO()
+    with stderr_on(written):
+        report.log_to_stderr()
+        logging.getLogger("scraper.parse_pool").warning("%d parse process died", 1)
+        logging.getLogger("urllib3.connectionpool").warning("Failed to parse headers")
+    assert written.getvalue() == "1 parse process died\n"
+    assert not report.messages_lost()

@@ -37,9 +37,10 @@ from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 import aiohttp.http_exceptions
+import yarl
 from aiohttp.abc import ResolveResult
 
-from scraper.errors import ErrorKind
+from scraper.errors import ErrorKind, InvalidURL, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.fetch.decoding import ACCEPT_ENCODING, CHUNK
 from scraper.fetch.exchange import (
@@ -125,19 +126,19 @@ class _Client:
                 raise ERRORS.translate(error, self._limits) from None
 
     def _route_for(self, request: Request) -> _Route:
-        """The trusted authorities, and what requests takes from the environment for this
-        request (nothing for `public_only`, as with requests)."""
-        tls = self._tls_for(request.url)
+        """What requests takes from the environment for this request (nothing for a
+        `public_only` one, as with requests), and the authorities every strategy trusts
+        (`exchange.tls_context`) for TLS to the server or to the proxy."""
+        route = _Route()
         if self._environment_decides and not request.public_only:
-            return _from_environment(request.url, tls)
-        return _Route(tls)
+            route = _from_environment(request.url)
+        if request.url.startswith("https:") or (route.proxy or "").startswith("https:"):
+            route = route._replace(tls=self._trusted())
+        return route
 
-    def _tls_for(self, url: str) -> ssl.SSLContext | bool:
-        """The authorities every strategy trusts (`exchange.tls_context`) for an https URL,
-        loaded at the first one (16 ms, at the start of the crawl: a plain-http one need not
-        wait for it); aiohttp's default for the others, which do no TLS."""
-        if not url.startswith("https:"):
-            return True
+    def _trusted(self) -> ssl.SSLContext:
+        """Loaded at the first TLS connection (16 ms: at the start of the crawl, where a
+        plain-http one need not wait for it)."""
         if self._tls is None:
             self._tls = tls_context()
         return self._tls
@@ -154,39 +155,64 @@ class _Client:
 
 
 class _Route(NamedTuple):
-    """How one request goes out: aiohttp's per-request arguments."""
+    """How one request goes out, as aiohttp's per-request arguments."""
 
-    tls: ssl.SSLContext | bool  # the `ssl` argument
-    proxy: str | None = None
-    authorization: str | None = None  # the .netrc's, as a header
+    tls: ssl.SSLContext | bool = True  # the `ssl` argument; True: aiohttp's, for no TLS
+    proxy: str | None = None  # without its credentials, which aiohttp puts in its errors
+    proxy_authorization: str | None = None
+    authorization: str | None = None  # the .netrc's
 
     def headers(self) -> dict[str, str] | None:
         return None if self.authorization is None else {"Authorization": self.authorization}
 
+    def proxy_headers(self) -> dict[str, str] | None:
+        if self.proxy_authorization is None:
+            return None
+        return {"Proxy-Authorization": self.proxy_authorization}
 
-def _from_environment(url: str, tls: ssl.SSLContext | bool) -> _Route:
+
+def _from_environment(url: str) -> _Route:
     """The proxy and the .netrc credentials requests would use for `url`. Decided by
     requests' own functions, imported here, in a crawl whose environment names a proxy or
     a .netrc: aiohttp's lookup (`trust_env`) reads it otherwise. It takes no address range
     in NO_PROXY, no ALL_PROXY, and passes over an https:// proxy with a warning, fetching
-    directly."""
+    directly. A proxy aiohttp cannot use fails as requests fails (without PySocks, for
+    SOCKS); a URL's own credentials are used rather than the .netrc's, which aiohttp
+    cannot send with them (requests sends the .netrc's)."""
     from requests.utils import (  # noqa: PLC0415 (see above)
+        get_auth_from_url,
         get_environ_proxies,
         get_netrc_auth,
         prepend_scheme_if_needed,
         select_proxy,
     )
 
+    route = _Route()
     proxy = select_proxy(url, get_environ_proxies(url))
-    credentials = get_netrc_auth(url)
-    authorization = None
-    if credentials:
-        # as requests writes it (aiohttp's BasicAuth is deprecated): Latin-1, then base64
-        user, password = (part.encode("latin-1", "replace") for part in credentials)
-        authorization = "Basic " + base64.b64encode(user + b":" + password).decode("ascii")
     if proxy:
-        proxy = prepend_scheme_if_needed(proxy, "http")  # requests' reading of "host:port"
-    return _Route(tls, proxy or None, authorization)
+        address = yarl.URL(prepend_scheme_if_needed(proxy, "http"))
+        _refuse_unusable_proxy(address)
+        route = route._replace(proxy=str(address.with_user(None)))
+        if address.user is not None:
+            route = route._replace(proxy_authorization=_basic(*get_auth_from_url(str(address))))
+    credentials = get_netrc_auth(url)
+    if credentials and yarl.URL(url).user is None:
+        route = route._replace(authorization=_basic(*credentials))
+    return route
+
+
+def _refuse_unusable_proxy(address: yarl.URL) -> None:
+    if address.scheme.startswith("socks"):  # requests needs PySocks for them; aiohttp cannot
+        raise TransportError(f"a {address.scheme} proxy is not supported", ErrorKind.PROTOCOL)
+    if address.scheme not in ("http", "https") or not address.host:
+        raise InvalidURL(f"the proxy {address.with_user(None)} is no HTTP proxy")
+
+
+def _basic(user: str, password: str) -> str:
+    """Basic credentials as requests writes them: Latin-1 (another character fails the
+    request), then base64."""
+    token = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
+    return f"Basic {token}"
 
 
 async def _fetch_once(
@@ -203,6 +229,7 @@ async def _fetch_once(
         allow_redirects=False,
         ssl=route.tls,
         proxy=route.proxy,
+        proxy_headers=route.proxy_headers(),
         headers=route.headers(),
     ) as answer:
         major, minor = answer.version or (0, 0)  # None only before the head is read
