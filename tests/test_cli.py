@@ -207,17 +207,21 @@ def test_a_stderr_that_cannot_be_written_loses_messages_not_the_crawl(demo_site,
     """`2>/dev/full`, or a pipe closed early: the bad line's message, the progress and the
     summary are lost; the records are not. The first message ended the run before it began."""
     listing = write_list(tmp_path, "ftp://example.com/", demo_site.url)
+    assert _scrape_to_full_disk(tmp_path, listing.name, *FAST) == 1  # the invalid line
+    assert urls_recorded(tmp_path / "output") == [demo_site.url]
+
+
+def _scrape_to_full_disk(cwd: Path, *args: str) -> int:
+    """`scrape ... 2>/dev/full`: every write to stderr fails."""
     with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [sys.executable, "-m", "scraper", listing.name, *FAST],
-            cwd=tmp_path,
+        return subprocess.run(
+            [sys.executable, "-m", "scraper", *args],
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stderr=full,
             timeout=RUN_TIMEOUT,
             check=False,
-        )
-    assert done.returncode == 1  # the invalid line
-    assert urls_recorded(tmp_path / "output") == [demo_site.url]
+        ).returncode
 
 
 def _scrape_to_closed_stderr(cwd: Path, *args: str) -> int:
@@ -238,19 +242,8 @@ def test_a_finished_crawl_whose_messages_were_lost_exits_120(demo_site, tmp_path
     """Python's own exit says 120; it cannot here, since a failed flush drops what it held.
     On a closed pipe rich raised SystemExit(1) from the summary: a finished crawl exited 1."""
     listing = write_list(tmp_path, demo_site.url)
-    if stderr == "closed pipe":
-        status = _scrape_to_closed_stderr(tmp_path, listing.name, *FAST)
-    else:
-        with open("/dev/full", "w") as full:
-            status = subprocess.run(
-                [sys.executable, "-m", "scraper", listing.name, *FAST],
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                stderr=full,
-                timeout=RUN_TIMEOUT,
-                check=False,
-            ).returncode
-    assert status == 120
+    scrape_to = _scrape_to_closed_stderr if stderr == "closed pipe" else _scrape_to_full_disk
+    assert scrape_to(tmp_path, listing.name, *FAST) == 120
     assert urls_recorded(tmp_path / "output") == [demo_site.url]
 
 
