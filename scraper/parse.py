@@ -256,33 +256,23 @@ def _top_elements(text: str) -> list[_Node]:
     a second one, after the root: bs4 read it, so we do. A document without a single element
     (empty, only a comment, a doctype or spaces) has none.
 
-    huge_tree lifts libxml2's limits on building a tree: a text node over 10 MB or nesting
-    over 256 levels would end the parse there, losing every link after them. The body is
-    capped at --max-bytes anyway, far below the text limit huge_tree leaves; nesting is still
-    limited, to 2048 elements. Past that, libxml2 stops building the tree and reading the
-    page (2,100 unclosed <font> tags in an old page are enough), so the page is read again,
-    its tree built by lxml from the parser's events, as bs4 builds its own: slower, and
-    without that limit.
+    huge_tree lifts libxml2's limits on building a tree that bs4, which builds its own from
+    the parser's events, never met: a text node over 10 MB or nesting over 256 levels would
+    end the parse there, losing every link after them. The body is capped at --max-bytes
+    anyway, far below the text limit huge_tree leaves; nesting is still limited, to 2048
+    levels, and past them the parse ends (README, "Decoding"). Two ways out were tried and
+    dropped: failing the page lost all of it, where 2,100 unclosed <font> tags in an old
+    page are enough; building the tree from the parser's events instead (lxml's
+    TreeBuilder) lost whole pages to names lxml refuses (`<o:p>`, `xmlns:og`) and kept only
+    the last top-level node.
     """
-    text = text.removeprefix("\ufeff")  # as bs4 does: a second BOM is no text
     parser = etree.HTMLParser(recover=True, huge_tree=True)
-    root = _parsed(parser, text)
-    stopped = parser.feed_error_log.last_error  # a resource limit stops the parse: it is last
-    if stopped is not None and stopped.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT:
-        events = etree.HTMLParser(target=etree.TreeBuilder(), recover=True, huge_tree=True)
-        root = _parsed(events, text)
-    return [] if root is None else [root, *root.itersiblings(etree.Element)]
-
-
-def _parsed(parser: etree.HTMLParser, text: str) -> _Node | None:
-    """The root `parser` makes of `text`, fed as `_top_elements` says; None for a document
-    without an element."""
     try:
-        parser.feed(text)
+        parser.feed(text.removeprefix("\ufeff"))  # as bs4 does: a second BOM is no text
         root: _Node | None = parser.close()
     except etree.LxmlError:  # documented for feed() and close(); with recover=True, not seen
-        return None
-    return root
+        return []
+    return [] if root is None else [root, *root.itersiblings(etree.Element)]
 
 
 def _make_soup(text: str) -> BeautifulSoup:
