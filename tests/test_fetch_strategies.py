@@ -422,18 +422,47 @@ def test_every_strategy_takes_the_proxy_the_environment_names(
 
 
 @pytest.mark.usefixtures("authority_trusted", "no_proxy_settings")
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize(
+    ("credentials", "sent"),
+    [
+        ("alice:s3cret@", "Basic YWxpY2U6czNjcmV0"),  # alice:s3cret
+        ("alice@", None),  # no password: requests reads no credentials, and sends none
+        ("", None),
+    ],
+)
 def test_a_proxys_credentials_are_sent_to_it_and_never_shown(
-    strategy: str, tls_page: str, monkeypatch: pytest.MonkeyPatch
+    strategy: str,
+    scheme: str,
+    credentials: str,
+    sent: str | None,
+    plain_page: str,
+    tls_page: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """aiohttp put the proxy's URL, password included, in the error a refusal raised: it
-    went into pages.jsonl."""
+    went into pages.jsonl. A plain-http request carries them itself: aiohttp sends
+    `proxy_headers` only with a tunnel's CONNECT."""
     with forwarding_proxy() as proxy:
         proxy.refusal = b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("//", "//alice:s3cret@"))
+        monkeypatch.setenv(f"{scheme.upper()}_PROXY", proxy.url.replace("//", f"//{credentials}"))
         with fresh_fetcher(strategy) as fetcher:
-            error = error_of(fetcher, tls_page)
-    assert proxy.authorizations == ["Basic YWxpY2U6czNjcmV0"]  # alice:s3cret
-    assert error.kind is ErrorKind.CONNECT
+            result = outcome(fetcher, plain_page if scheme == "http" else tls_page)
+    assert proxy.authorizations == [sent]
+    if scheme == "https":
+        assert isinstance(result, FetchError)
+        assert result.kind is ErrorKind.CONNECT
+        assert "s3cret" not in result.message
+
+
+@pytest.mark.usefixtures("no_proxy_settings")
+def test_a_proxy_url_that_cannot_be_parsed_is_invalid_and_keeps_its_password(
+    strategy: str, plain_page: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://alice:s3cret@127.0.0.1:abc")
+    with fresh_fetcher(strategy) as fetcher:
+        error = error_of(fetcher, plain_page)
+    assert error.kind is ErrorKind.INVALID_URL
     assert "s3cret" not in error.message
 
 

@@ -159,16 +159,8 @@ class _Route(NamedTuple):
 
     tls: ssl.SSLContext | bool = True  # the `ssl` argument; True: aiohttp's, for no TLS
     proxy: str | None = None  # without its credentials, which aiohttp puts in its errors
-    proxy_authorization: str | None = None
-    authorization: str | None = None  # the .netrc's
-
-    def headers(self) -> dict[str, str] | None:
-        return None if self.authorization is None else {"Authorization": self.authorization}
-
-    def proxy_headers(self) -> dict[str, str] | None:
-        if self.proxy_authorization is None:
-            return None
-        return {"Proxy-Authorization": self.proxy_authorization}
+    headers: dict[str, str] | None = None
+    proxy_headers: dict[str, str] | None = None  # sent with CONNECT only
 
 
 def _from_environment(url: str) -> _Route:
@@ -176,36 +168,47 @@ def _from_environment(url: str) -> _Route:
     requests' own functions, imported here, in a crawl whose environment names a proxy or
     a .netrc: aiohttp's lookup (`trust_env`) reads it otherwise. It takes no address range
     in NO_PROXY, no ALL_PROXY, and passes over an https:// proxy with a warning, fetching
-    directly. A proxy aiohttp cannot use fails as requests fails (without PySocks, for
-    SOCKS); a URL's own credentials are used rather than the .netrc's, which aiohttp
+    directly. A URL's own credentials are used rather than the .netrc's, which aiohttp
     cannot send with them (requests sends the .netrc's)."""
     from requests.utils import (  # noqa: PLC0415 (see above)
         get_auth_from_url,
         get_environ_proxies,
         get_netrc_auth,
-        prepend_scheme_if_needed,
         select_proxy,
     )
 
-    route = _Route()
+    headers: dict[str, str] = {}
+    proxy_headers: dict[str, str] = {}
     proxy = select_proxy(url, get_environ_proxies(url))
     if proxy:
-        address = yarl.URL(prepend_scheme_if_needed(proxy, "http"))
-        _refuse_unusable_proxy(address)
-        route = route._replace(proxy=str(address.with_user(None)))
-        if address.user is not None:
-            route = route._replace(proxy_authorization=_basic(*get_auth_from_url(str(address))))
+        address = _proxy_address(proxy)
+        user, password = get_auth_from_url(str(address))
+        if user:
+            # a tunnel's CONNECT carries it; a plain-http request, sent to the proxy, itself
+            carrier = proxy_headers if url.startswith("https:") else headers
+            carrier["Proxy-Authorization"] = _basic(user, password)
+        proxy = str(address.with_user(None))
     credentials = get_netrc_auth(url)
     if credentials and yarl.URL(url).user is None:
-        route = route._replace(authorization=_basic(*credentials))
-    return route
+        headers["Authorization"] = _basic(*credentials)
+    return _Route(proxy=proxy or None, headers=headers or None, proxy_headers=proxy_headers or None)
 
 
-def _refuse_unusable_proxy(address: yarl.URL) -> None:
-    if address.scheme.startswith("socks"):  # requests needs PySocks for them; aiohttp cannot
+def _proxy_address(proxy: str) -> yarl.URL:
+    """The proxy's URL, refused as requests refuses it when aiohttp cannot use it: without
+    PySocks, requests has no SOCKS either. Its credentials stay out of every message."""
+    from requests.utils import prepend_scheme_if_needed  # noqa: PLC0415 (as the caller)
+
+    try:
+        address = yarl.URL(prepend_scheme_if_needed(proxy, "http"))
+        address.port  # noqa: B018 (parsed now: later, its error would show the password)
+    except ValueError:
+        raise InvalidURL("the proxy the environment names is no valid URL") from None
+    if address.scheme.startswith("socks"):
         raise TransportError(f"a {address.scheme} proxy is not supported", ErrorKind.PROTOCOL)
     if address.scheme not in ("http", "https") or not address.host:
         raise InvalidURL(f"the proxy {address.with_user(None)} is no HTTP proxy")
+    return address
 
 
 def _basic(user: str, password: str) -> str:
@@ -229,8 +232,8 @@ async def _fetch_once(
         allow_redirects=False,
         ssl=route.tls,
         proxy=route.proxy,
-        proxy_headers=route.proxy_headers(),
-        headers=route.headers(),
+        proxy_headers=route.proxy_headers,
+        headers=route.headers,
     ) as answer:
         major, minor = answer.version or (0, 0)  # None only before the head is read
         refuse_unknown_version(f"HTTP/{major}.{minor}")

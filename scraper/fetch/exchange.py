@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -214,7 +215,13 @@ class ErrorTable:
             )
         if kind is ErrorKind.TIMEOUT:
             return TransportError(f"no answer within {limits.timeout:g}s", kind)
-        return TransportError(f"{type(error).__name__}: {error}", kind)
+        message = _CREDENTIALS.sub(r"\1***@", f"{type(error).__name__}: {error}")
+        return TransportError(message, kind)
+
+
+# The user and password of a URL in a library's message (a proxy's, from the environment):
+# the message goes into the record, and a record is no place for a password.
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
 
 
 def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
