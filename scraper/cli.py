@@ -2,7 +2,7 @@
 
 No crawling logic lives here. Exit statuses (README.md, "Exit status"):
 0 every URL succeeded · 1 finished, but some URLs failed or list lines were invalid ·
-2 usage or input error · 130 interrupted.
+2 usage or input error · 130 interrupted · 120 finished, but messages could not be written.
 """
 
 from __future__ import annotations
