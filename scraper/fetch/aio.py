@@ -199,9 +199,8 @@ def _proxy_address(proxy: str) -> yarl.URL:
     PySocks, requests has no SOCKS either. Its credentials stay out of every message."""
     from requests.utils import prepend_scheme_if_needed  # noqa: PLC0415 (as the caller)
 
-    try:
+    try:  # a port that is no number is refused here, with no password in the message
         address = yarl.URL(prepend_scheme_if_needed(proxy, "http"))
-        address.port  # noqa: B018 (parsed now: later, its error would show the password)
     except ValueError:
         raise InvalidURL("the proxy the environment names is no valid URL") from None
     if address.scheme.startswith("socks"):

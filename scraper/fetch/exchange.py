@@ -220,8 +220,10 @@ class ErrorTable:
 
 
 # The user and password of a URL in a library's message (a proxy's, from the environment):
-# the message goes into the record, and a record is no place for a password.
-_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+# the message goes into the record, and a record is no place for a password. Up to the
+# token's last "@", since a password may hold "/" or "@" as it came: where it is a path's,
+# a little more is masked than needed.
+_CREDENTIALS = re.compile(r"""(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s'"<>]*@""")
 
 
 def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> bool:
@@ -245,9 +247,9 @@ def environment_decides() -> bool:
     netrc_files = [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]
     # os.path.exists, as requests looks: a file it cannot see (an unreadable home, a name
     # too long) is no file to it, where Path.exists raises
-    return bool(urllib.request.getproxies()) or any(
-        os.path.exists(os.path.expanduser(name)) for name in netrc_files
-    )
+    proxies = urllib.request.getproxies()
+    proxies.pop("no", None)  # NO_PROXY alone changes nothing
+    return bool(proxies) or any(os.path.exists(os.path.expanduser(name)) for name in netrc_files)
 
 
 def ca_bundle() -> str:
