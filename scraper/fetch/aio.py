@@ -55,7 +55,9 @@ from scraper.fetch.exchange import (
     refuse_bad_head,
     refuse_private,
     refuse_unknown_version,
+    refuse_unparseable_proxy,
     tls_context,
+    unparseable_proxies,
 )
 from scraper.records import Request
 
@@ -109,6 +111,7 @@ class _Client:
         self._guarded = _new_session(limits, public_only=True)
         self._tls: ssl.SSLContext | None = None
         self._environment_decides = environment_decides()
+        self._unparseable = unparseable_proxies() if self._environment_decides else frozenset()
 
     @classmethod
     async def open(cls, limits: Limits, workers: int) -> _Client:
@@ -131,6 +134,7 @@ class _Client:
         (`exchange.tls_context`) for TLS to the server or to the proxy."""
         route = _Route()
         if self._environment_decides and not request.public_only:
+            refuse_unparseable_proxy(request.url, self._unparseable)
             route = _from_environment(request.url)
         if request.url.startswith("https:") or (route.proxy or "").startswith("https:"):
             route = route._replace(tls=self._trusted())

@@ -31,7 +31,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from scraper.errors import ErrorKind, FetchError, PrivateAddress, ResponseError, TransportError
+from scraper.errors import (
+    ErrorKind,
+    FetchError,
+    InvalidURL,
+    PrivateAddress,
+    ResponseError,
+    TransportError,
+)
 from scraper.fetch.base import Limits
 from scraper.fetch.decoding import decoder_for
 
@@ -250,6 +257,35 @@ def environment_decides() -> bool:
     proxies = urllib.request.getproxies()
     proxies.pop("no", None)  # NO_PROXY alone changes nothing
     return bool(proxies) or any(os.path.exists(os.path.expanduser(name)) for name in netrc_files)
+
+
+def unparseable_proxies() -> frozenset[str]:
+    """The proxies the environment names that cannot be parsed: requests' messages for
+    them quote the URL, password included, or part of it (urllib3 2.8: "'alice:s3' is not
+    a valid host or port"), and no pattern can mask what is cut up so."""
+    import urllib.request  # noqa: PLC0415 (as environment_decides)
+
+    from requests.utils import prepend_scheme_if_needed  # noqa: PLC0415 (only when asked)
+
+    unparseable = set()
+    for name, proxy in urllib.request.getproxies().items():
+        try:
+            if name != "no":
+                prepend_scheme_if_needed(proxy, "http")  # parses it, as requests does first
+        except ValueError:
+            unparseable.add(proxy)
+    return frozenset(unparseable)
+
+
+def refuse_unparseable_proxy(url: str, unparseable: frozenset[str]) -> None:
+    """Raise InvalidURL, with no credentials in it, when the proxy requests would take for
+    `url` is one of `unparseable`. Free when there is none, as there mostly is."""
+    if not unparseable:
+        return
+    from requests.utils import get_environ_proxies, select_proxy  # noqa: PLC0415
+
+    if select_proxy(url, get_environ_proxies(url)) in unparseable:
+        raise InvalidURL("the proxy the environment names for this URL is no valid URL")
 
 
 def ca_bundle() -> str:

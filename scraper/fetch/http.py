@@ -48,6 +48,8 @@ from scraper.fetch.exchange import (
     refuse_bad_head,
     refuse_private,
     refuse_unknown_version,
+    refuse_unparseable_proxy,
+    unparseable_proxies,
 )
 from scraper.records import Request
 
@@ -63,6 +65,8 @@ def new_session(limits: Limits, *, public_only: bool = False) -> requests.Sessio
     session.headers["Accept-Encoding"] = ACCEPT_ENCODING
     if public_only or not environment_decides():
         _settle_environment(session)
+    else:
+        session.unparseable_proxies = unparseable_proxies()
     for prefix in ("http://", "https://"):
         session.mount(prefix, _PublicOnlyAdapter() if public_only else _Adapter())
     return session
@@ -76,6 +80,8 @@ def _settle_environment(session: requests.Session) -> None:
 
 
 class _Session(requests.Session):
+    unparseable_proxies: frozenset[str] = frozenset()  # see exchange.unparseable_proxies
+
     def get_redirect_target(self, resp: requests.Response) -> None:
         """Never a next hop: redirects are the fetch policy's to follow. Otherwise, even
         with allow_redirects=False, requests reads a redirect's whole body to prepare the
@@ -115,6 +121,8 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
     """GET `url` once, without following redirects; raise FetchError on failure."""
     started = time.monotonic()
     try:
+        if isinstance(session, _Session):
+            refuse_unparseable_proxy(url, session.unparseable_proxies)
         with _get(session, url, timeout=(limits.timeout, limits.timeout)) as answer:
             _refuse_non_header_lines(answer)
             headers = fold_headers(answer.raw.headers.items())
