@@ -44,7 +44,7 @@ from scraper.demo import RunningSite
 from scraper.errors import ErrorKind, FetchError, ScraperError
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher, processes
 from scraper.fetch.decoding import ACCEPT_ENCODING
-from scraper.fetch.exchange import tls_context
+from scraper.fetch.environment import tls_context
 from scraper.fetch.http import fetch_once
 from scraper.fetch.processes import ProcessFetcher
 from scraper.records import Request

@@ -16,15 +16,14 @@ included. aiohttp does not ask the resolver about IP literals, so a trace hook c
 those before connecting; for a literal, the URL's text is the address. The two sessions
 have separate connection pools: a guarded request never reuses an unchecked connection.
 A redirect's body is never read: the connection is closed instead. Proxies, .netrc and the
-trusted authorities come from the environment as requests takes them (`_from_environment`,
-`exchange.tls_context`), so a crawl reaches the same servers the same way, and trusts the
-same certificates, with every strategy.
+trusted authorities come from the environment as requests takes them (`environment`), so
+a crawl reaches the same servers the same way, and trusts the same certificates, with
+every strategy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import socket
 import ssl
@@ -37,27 +36,30 @@ from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 import aiohttp.http_exceptions
-import yarl
 from aiohttp.abc import ResolveResult
 
-from scraper.errors import ErrorKind, InvalidURL, TransportError
+from scraper.errors import ErrorKind
 from scraper.fetch.base import Limits, Response
 from scraper.fetch.decoding import ACCEPT_ENCODING, CHUNK
+from scraper.fetch.environment import (
+    Route,
+    environment_decides,
+    refuse_unparseable_proxy,
+    route_for,
+    tls_context,
+    unparseable_proxies,
+)
 from scraper.fetch.exchange import (
     MAX_HEAD_LINE,
     MAX_HEADERS,
     Body,
     ErrorTable,
-    environment_decides,
     fold_headers,
     has_body,
     is_public,
     refuse_bad_head,
     refuse_private,
     refuse_unknown_version,
-    refuse_unparseable_proxy,
-    tls_context,
-    unparseable_proxies,
 )
 from scraper.records import Request
 
@@ -131,11 +133,11 @@ class _Client:
     def _route_for(self, request: Request) -> _Route:
         """What requests takes from the environment for this request (nothing for a
         `public_only` one, as with requests), and the authorities every strategy trusts
-        (`exchange.tls_context`) for TLS to the server or to the proxy."""
+        (`environment.tls_context`) for TLS to the server or to the proxy."""
         route = _Route()
         if self._environment_decides and not request.public_only:
             refuse_unparseable_proxy(request.url, self._unparseable)
-            route = _from_environment(request.url)
+            route = _Route.of(request.url, route_for(request.url))
         if request.url.startswith("https:") or (route.proxy or "").startswith("https:"):
             route = route._replace(tls=self._trusted())
         return route
@@ -162,63 +164,22 @@ class _Route(NamedTuple):
     """How one request goes out, as aiohttp's per-request arguments."""
 
     tls: ssl.SSLContext | bool = True  # the `ssl` argument; True: aiohttp's, for no TLS
-    proxy: str | None = None  # without its credentials, which aiohttp puts in its errors
+    proxy: str | None = None
     headers: dict[str, str] | None = None
     proxy_headers: dict[str, str] | None = None  # sent with CONNECT only
 
-
-def _from_environment(url: str) -> _Route:
-    """The proxy and the .netrc credentials requests would use for `url`. Decided by
-    requests' own functions, imported here, in a crawl whose environment names a proxy or
-    a .netrc: aiohttp's lookup (`trust_env`) reads it otherwise. It takes no address range
-    in NO_PROXY, no ALL_PROXY, and passes over an https:// proxy with a warning, fetching
-    directly. A URL's own credentials are used rather than the .netrc's, which aiohttp
-    cannot send with them (requests sends the .netrc's)."""
-    from requests.utils import (  # noqa: PLC0415 (see above)
-        get_auth_from_url,
-        get_environ_proxies,
-        get_netrc_auth,
-        select_proxy,
-    )
-
-    headers: dict[str, str] = {}
-    proxy_headers: dict[str, str] = {}
-    proxy = select_proxy(url, get_environ_proxies(url))
-    if proxy:
-        address = _proxy_address(proxy)
-        user, password = get_auth_from_url(str(address))
-        if user:
-            # a tunnel's CONNECT carries it; a plain-http request, sent to the proxy, itself
+    @classmethod
+    def of(cls, url: str, route: Route) -> _Route:
+        """`route` as aiohttp takes it. A tunnel's CONNECT carries the proxy's credentials;
+        a plain-http request, which goes to the proxy, carries them itself."""
+        headers: dict[str, str] = {}
+        proxy_headers: dict[str, str] = {}
+        if route.proxy_authorization is not None:
             carrier = proxy_headers if url.startswith("https:") else headers
-            carrier["Proxy-Authorization"] = _basic(user, password)
-        proxy = str(address.with_user(None))
-    credentials = get_netrc_auth(url)
-    if credentials and yarl.URL(url).user is None:
-        headers["Authorization"] = _basic(*credentials)
-    return _Route(proxy=proxy or None, headers=headers or None, proxy_headers=proxy_headers or None)
-
-
-def _proxy_address(proxy: str) -> yarl.URL:
-    """The proxy's URL, refused as requests refuses it when aiohttp cannot use it: without
-    PySocks, requests has no SOCKS either. Its credentials stay out of every message."""
-    from requests.utils import prepend_scheme_if_needed  # noqa: PLC0415 (as the caller)
-
-    try:  # a port that is no number is refused here, with no password in the message
-        address = yarl.URL(prepend_scheme_if_needed(proxy, "http"))
-    except ValueError:
-        raise InvalidURL("the proxy the environment names is no valid URL") from None
-    if address.scheme.startswith("socks"):
-        raise TransportError(f"a {address.scheme} proxy is not supported", ErrorKind.PROTOCOL)
-    if address.scheme not in ("http", "https") or not address.host:
-        raise InvalidURL(f"the proxy {address.with_user(None)} is no HTTP proxy")
-    return address
-
-
-def _basic(user: str, password: str) -> str:
-    """Basic credentials as requests writes them: Latin-1 (another character fails the
-    request), then base64."""
-    token = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
-    return f"Basic {token}"
+            carrier["Proxy-Authorization"] = route.proxy_authorization
+        if route.authorization is not None:
+            headers["Authorization"] = route.authorization
+        return cls(True, route.proxy, headers or None, proxy_headers or None)
 
 
 async def _fetch_once(
@@ -260,7 +221,7 @@ async def _fetch_once(
 
 def _new_session(limits: Limits, *, public_only: bool) -> aiohttp.ClientSession:
     """A session like requests' (http.new_session): our headers and limits. It takes
-    nothing from the environment itself: `_from_environment` decides for each request."""
+    nothing from the environment itself: `environment.route_for` decides for each request."""
     timeout = aiohttp.ClientTimeout(
         total=limits.timeout, sock_connect=limits.timeout, sock_read=limits.timeout
     )

@@ -10,9 +10,6 @@
     Body                the body decoded by us (decoding.py), under the size cap (counted
                         as sent and after decompression) and the attempt's deadline
     refuse_private      the connect-time guard of `Request.public_only`
-    environment_decides whether a proxy or a .netrc in the environment must be looked up
-                        for each request (otherwise it is read once)
-    tls_context         the certificate authorities trusted: requests' choice, for all
     ErrorTable          one library's exceptions mapped to the record's error kinds, so
                         every strategy gives the same kind for the same failure
 
@@ -24,26 +21,14 @@ Both hand over the body as it came, undecoded, for the same reason.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from scraper.errors import (
-    ErrorKind,
-    FetchError,
-    InvalidURL,
-    PrivateAddress,
-    ResponseError,
-    TransportError,
-)
+from scraper.errors import ErrorKind, FetchError, PrivateAddress, ResponseError, TransportError
 from scraper.fetch.base import Limits
 from scraper.fetch.decoding import decoder_for
-
-if TYPE_CHECKING:
-    import ssl
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _NO_BODY_STATUSES = frozenset({204, 304})  # (1xx answers are read past, never returned)
@@ -242,73 +227,3 @@ def _caused_by(error: BaseException, kinds: tuple[type[BaseException], ...]) -> 
         reason = getattr(seen, "reason", None)
         seen = reason if isinstance(reason, BaseException) else seen.__cause__ or seen.__context__
     return False
-
-
-def environment_decides() -> bool:
-    """True when the environment asks for per-request decisions: a proxy (with its
-    no_proxy exceptions) or a .netrc with credentials (where $NETRC names it, or in the
-    home directory: where requests looks). Otherwise there is nothing to look up for
-    each request, which costs requests about 2 ms of CPU a page in a large environment."""
-    import urllib.request  # noqa: PLC0415 (5 ms: here, off the way to an async crawl's start)
-
-    netrc_files = [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]
-    # os.path.exists, as requests looks: a file it cannot see (an unreadable home, a name
-    # too long) is no file to it, where Path.exists raises
-    proxies = urllib.request.getproxies()
-    proxies.pop("no", None)  # NO_PROXY alone changes nothing
-    return bool(proxies) or any(os.path.exists(os.path.expanduser(name)) for name in netrc_files)
-
-
-def unparseable_proxies() -> frozenset[str]:
-    """The proxies the environment names that cannot be parsed: requests' messages for
-    them quote the URL, password included, or part of it (urllib3 2.8: "'alice:s3' is not
-    a valid host or port"), and no pattern can mask what is cut up so."""
-    import urllib.request  # noqa: PLC0415 (as environment_decides)
-
-    from requests.utils import prepend_scheme_if_needed  # noqa: PLC0415 (only when asked)
-
-    unparseable = set()
-    for name, proxy in urllib.request.getproxies().items():
-        try:
-            if name != "no":
-                prepend_scheme_if_needed(proxy, "http")  # parses it, as requests does first
-        except ValueError:
-            unparseable.add(proxy)
-    return frozenset(unparseable)
-
-
-def refuse_unparseable_proxy(url: str, unparseable: frozenset[str]) -> None:
-    """Raise InvalidURL, with no credentials in it, when the proxy requests would take for
-    `url` is one of `unparseable`. Free when there is none, as there mostly is."""
-    if not unparseable:
-        return
-    from requests.utils import get_environ_proxies, select_proxy  # noqa: PLC0415
-
-    if select_proxy(url, get_environ_proxies(url)) in unparseable:
-        raise InvalidURL("the proxy the environment names for this URL is no valid URL")
-
-
-def ca_bundle() -> str:
-    """Where the trusted certificate authorities are, a file or a directory, as requests
-    looks: $REQUESTS_CA_BUNDLE, then $CURL_CA_BUNDLE, then certifi's bundle."""
-    import certifi  # noqa: PLC0415 (7 ms, as environment_decides)
-
-    return (
-        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
-    )
-
-
-def tls_context() -> ssl.SSLContext:
-    """A client context trusting `ca_bundle()`: the authorities requests trusts, so that a
-    site's certificate passes or fails alike with every strategy (aiohttp alone would use
-    the system's store). A bundle that cannot be loaded leaves a context trusting no one:
-    every https URL then fails its handshake, `tls`, as with requests."""
-    import ssl  # noqa: PLC0415 (5 ms: here, off the way to a `processes` crawl's start)
-
-    bundle = ca_bundle()
-    try:
-        if os.path.isdir(bundle):
-            return ssl.create_default_context(capath=bundle)
-        return ssl.create_default_context(cafile=bundle)
-    except (OSError, ssl.SSLError):
-        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, against nothing

@@ -36,20 +36,22 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from scraper.errors import ErrorKind, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.fetch.decoding import ACCEPT_ENCODING, CHUNK
+from scraper.fetch.environment import (
+    ca_bundle,
+    environment_decides,
+    refuse_unparseable_proxy,
+    unparseable_proxies,
+)
 from scraper.fetch.exchange import (
     MAX_HEAD_LINE,
     REDIRECT_STATUSES,
     Body,
     ErrorTable,
-    ca_bundle,
-    environment_decides,
     fold_headers,
     has_body,
     refuse_bad_head,
     refuse_private,
     refuse_unknown_version,
-    refuse_unparseable_proxy,
-    unparseable_proxies,
 )
 from scraper.records import Request
 
@@ -80,7 +82,7 @@ def _settle_environment(session: requests.Session) -> None:
 
 
 class _Session(requests.Session):
-    unparseable_proxies: frozenset[str] = frozenset()  # see exchange.unparseable_proxies
+    unparseable_proxies: frozenset[str] = frozenset()  # see environment.unparseable_proxies
 
     def get_redirect_target(self, resp: requests.Response) -> None:
         """Never a next hop: redirects are the fetch policy's to follow. Otherwise, even
@@ -476,7 +478,7 @@ class _Adapter(requests.adapters.HTTPAdapter):
 
     def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
         """requests' own, but a CA bundle that cannot be found is `tls` for every https URL,
-        as with aiohttp (`exchange.tls_context`): it raised a bare OSError, `protocol`."""
+        as with aiohttp (`environment.tls_context`): it raised a bare OSError, `protocol`."""
         try:
             super().cert_verify(conn, url, verify, cert)
         except requests.exceptions.RequestException:

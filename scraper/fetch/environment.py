@@ -1,0 +1,160 @@
+"""What the environment says about a request, read as requests reads it, for every strategy.
+
+    environment_decides     whether a proxy or a .netrc must be looked up for each request
+                            (otherwise it is read once, as the crawl starts)
+    unparseable_proxies, refuse_unparseable_proxy
+                            a proxy that cannot be parsed fails its URLs with our message:
+                            requests' and aiohttp's quote its password
+    route_for               the proxy and the credentials requests would use for a URL, for
+                            the strategy that is not requests (aiohttp reads the environment
+                            its own way: no ALL_PROXY, no address range in NO_PROXY...)
+    ca_bundle, tls_context  the trusted certificate authorities: requests' choice, for all
+
+requests and its utilities, and yarl, are imported where they are used: the `async`
+strategy needs requests only when the environment names a proxy or a .netrc, and a
+`processes` fetch process's start waits for every module its fork server loads.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import urllib.parse
+from typing import TYPE_CHECKING, NamedTuple
+
+from scraper.errors import ErrorKind, InvalidURL, TransportError
+
+if TYPE_CHECKING:
+    import ssl
+
+    import yarl
+
+
+def environment_decides() -> bool:
+    """True when the environment asks for per-request decisions: a proxy (with its
+    no_proxy exceptions) or a .netrc with credentials (where $NETRC names it, or in the
+    home directory: where requests looks). Otherwise there is nothing to look up for
+    each request, which costs requests about 2 ms of CPU a page in a large environment."""
+    import urllib.request  # noqa: PLC0415 (5 ms: here, off the way to an async crawl's start)
+
+    netrc_files = [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]
+    # os.path.exists, as requests looks: a file it cannot see (an unreadable home, a name
+    # too long) is no file to it, where Path.exists raises
+    proxies = urllib.request.getproxies()
+    proxies.pop("no", None)  # NO_PROXY alone changes nothing
+    return bool(proxies) or any(os.path.exists(os.path.expanduser(name)) for name in netrc_files)
+
+
+def unparseable_proxies() -> frozenset[str]:
+    """The proxies the environment names that cannot be parsed: requests' messages for
+    them quote the URL, password included, or part of it (urllib3 2.8: "'alice:s3' is not
+    a valid host or port"), and no pattern can mask what is cut up so."""
+    import urllib.request  # noqa: PLC0415 (as environment_decides)
+
+    from requests.utils import prepend_scheme_if_needed  # noqa: PLC0415 (only when asked)
+
+    unparseable = set()
+    for name, proxy in urllib.request.getproxies().items():
+        try:
+            if name != "no":
+                prepend_scheme_if_needed(proxy, "http")  # parses it, as requests does first
+        except ValueError:
+            unparseable.add(proxy)
+    return frozenset(unparseable)
+
+
+def refuse_unparseable_proxy(url: str, unparseable: frozenset[str]) -> None:
+    """Raise InvalidURL, with no credentials in it, when the proxy requests would take for
+    `url` is one of `unparseable`. Free when there is none, as there mostly is."""
+    if not unparseable:
+        return
+    from requests.utils import get_environ_proxies, select_proxy  # noqa: PLC0415
+
+    if select_proxy(url, get_environ_proxies(url)) in unparseable:
+        raise InvalidURL("the proxy the environment names for this URL is no valid URL")
+
+
+def ca_bundle() -> str:
+    """Where the trusted certificate authorities are, a file or a directory, as requests
+    looks: $REQUESTS_CA_BUNDLE, then $CURL_CA_BUNDLE, then certifi's bundle."""
+    import certifi  # noqa: PLC0415 (7 ms, as environment_decides)
+
+    return (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    )
+
+
+def tls_context() -> ssl.SSLContext:
+    """A client context trusting `ca_bundle()`: the authorities requests trusts, so that a
+    site's certificate passes or fails alike with every strategy (aiohttp alone would use
+    the system's store). A bundle that cannot be loaded leaves a context trusting no one:
+    every https URL then fails its handshake, `tls`, as with requests."""
+    import ssl  # noqa: PLC0415 (5 ms: here, off the way to a `processes` crawl's start)
+
+    bundle = ca_bundle()
+    try:
+        if os.path.isdir(bundle):
+            return ssl.create_default_context(capath=bundle)
+        return ssl.create_default_context(cafile=bundle)
+    except (OSError, ssl.SSLError):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, against nothing
+
+
+class Route(NamedTuple):
+    """How requests would send one request, from the environment: through which proxy (its
+    URL without credentials, which libraries write into their errors) and with which
+    credentials, each a header value ready to send."""
+
+    proxy: str | None = None
+    proxy_authorization: str | None = None
+    authorization: str | None = None  # the .netrc's
+
+
+def route_for(url: str) -> Route:
+    """The proxy and the .netrc credentials requests would use for `url`, decided by
+    requests' own functions. A URL's own credentials are used rather than the .netrc's,
+    which aiohttp cannot send with them (requests sends the .netrc's)."""
+    from requests.utils import (  # noqa: PLC0415 (see the module's docstring)
+        get_auth_from_url,
+        get_environ_proxies,
+        get_netrc_auth,
+        select_proxy,
+    )
+
+    route = Route()
+    proxy = select_proxy(url, get_environ_proxies(url))
+    if proxy:
+        address = _proxy_address(proxy)
+        user, password = get_auth_from_url(str(address))
+        route = route._replace(
+            proxy=str(address.with_user(None)),
+            proxy_authorization=_basic(user, password) if user else None,
+        )
+    credentials = get_netrc_auth(url)
+    if credentials and urllib.parse.urlsplit(url).username is None:
+        route = route._replace(authorization=_basic(*credentials))
+    return route
+
+
+def _proxy_address(proxy: str) -> yarl.URL:
+    """The proxy's URL, refused as requests refuses it when aiohttp cannot use it: without
+    PySocks, requests has no SOCKS either. Its credentials stay out of every message."""
+    import yarl  # noqa: PLC0415 (see the module's docstring)
+    from requests.utils import prepend_scheme_if_needed  # noqa: PLC0415
+
+    try:  # a port that is no number is refused here, with no password in the message
+        address = yarl.URL(prepend_scheme_if_needed(proxy, "http"))
+    except ValueError:
+        raise InvalidURL("the proxy the environment names is no valid URL") from None
+    if address.scheme.startswith("socks"):
+        raise TransportError(f"a {address.scheme} proxy is not supported", ErrorKind.PROTOCOL)
+    if address.scheme not in ("http", "https") or not address.host:
+        raise InvalidURL(f"the proxy {address.with_user(None)} is no HTTP proxy")
+    return address
+
+
+def _basic(user: str, password: str) -> str:
+    """Basic credentials as requests writes them: Latin-1 (another character fails the
+    request), then base64."""
+    token = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
+    return f"Basic {token}"
