@@ -37,11 +37,11 @@ def environment_decides() -> bool:
     each request, which costs requests about 2 ms of CPU a page in a large environment."""
     import urllib.request  # noqa: PLC0415 (5 ms: here, off the way to an async crawl's start)
 
+    proxies = urllib.request.getproxies()
+    proxies.pop("no", None)  # NO_PROXY alone changes nothing
     netrc_files = [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]
     # os.path.exists, as requests looks: a file it cannot see (an unreadable home, a name
     # too long) is no file to it, where Path.exists raises
-    proxies = urllib.request.getproxies()
-    proxies.pop("no", None)  # NO_PROXY alone changes nothing
     return bool(proxies) or any(os.path.exists(os.path.expanduser(name)) for name in netrc_files)
 
 
@@ -55,9 +55,10 @@ def unparseable_proxies() -> frozenset[str]:
 
     unparseable = set()
     for name, proxy in urllib.request.getproxies().items():
+        if name == "no":  # hosts, not a proxy
+            continue
         try:
-            if name != "no":
-                prepend_scheme_if_needed(proxy, "http")  # parses it, as requests does first
+            prepend_scheme_if_needed(proxy, "http")  # parses it, as requests does first
         except ValueError:
             unparseable.add(proxy)
     return frozenset(unparseable)
