@@ -493,14 +493,16 @@ def test_a_proxy_no_strategy_can_use_fails_alike(
 
 
 @pytest.mark.usefixtures("no_proxy_settings")
+@pytest.mark.parametrize("userinfo", ["", "@"])  # "@": no credentials of the URL's own
 def test_every_strategy_sends_the_credentials_of_a_netrc(
-    strategy: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    strategy: str, userinfo: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login alice password secret\n")
     monkeypatch.setenv("NETRC", str(netrc))
     with serving_site(Site()) as site, fresh_fetcher(strategy) as fetcher:
-        assert answer_of(fetcher, site.page("/page")).status == 200
+        url = site.page("/page").replace("//", f"//{userinfo}", 1)
+        assert answer_of(fetcher, url).status == 200
     assert site.authorizations == ["Basic YWxpY2U6c2VjcmV0"]  # alice:secret
 
 

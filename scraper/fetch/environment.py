@@ -132,7 +132,8 @@ def route_for(url: str) -> Route:
             proxy_authorization=_basic(user, password) if user else None,
         )
     credentials = get_netrc_auth(url)
-    if credentials and urllib.parse.urlsplit(url).username is None:
+    written = urllib.parse.urlsplit(url)  # as aiohttp reads a URL's own: "@", ":pw@" count
+    if credentials and not (written.username or written.password is not None):
         route = route._replace(authorization=_basic(*credentials))
     return route
 
