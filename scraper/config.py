@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scraper._version import __version__
-from scraper.errors import ConfigError, InvalidURL
+from scraper.errors import ConfigError, InvalidURL, shown
 
 if TYPE_CHECKING:
     from bs4 import BeautifulSoup
@@ -106,13 +106,13 @@ class Config:
         for name in _SWITCHES:
             switch = getattr(self, name)
             if not isinstance(switch, bool):  # "false" is true to an `if`
-                raise ConfigError(f"{name} must be True or False, got {_shown(switch)}")
+                raise ConfigError(f"{name} must be True or False, got {shown(switch)}")
         if not isinstance(self.user_agent, str) or not self.user_agent.strip():
             raise ConfigError("user_agent must be a non-empty string")
         if not _HEADER_TEXT.fullmatch(self.user_agent):
-            shown = _shown(self.user_agent)
+            agent = shown(self.user_agent)
             raise ConfigError(
-                f"user_agent must be printable ASCII, as an HTTP header is, got {shown}"
+                f"user_agent must be printable ASCII, as an HTTP header is, got {agent}"
             )
         if self.extract is not None and not callable(self.extract):
             raise ConfigError("extract must be a callable (soup, url) -> value")
@@ -165,18 +165,18 @@ def _path_or_none(name: str, value: Any) -> Path | None:
     if value is None:
         return None
     if not isinstance(value, str | os.PathLike):
-        raise ConfigError(f"{name} must be a path, got {_shown(value)}")
+        raise ConfigError(f"{name} must be a path, got {shown(value)}")
     text = os.fspath(value)
     if not text or "\0" in str(text):  # "" would be the current directory to Path
-        raise ConfigError(f"{name} must name a file or directory, got {_shown(value)}")
+        raise ConfigError(f"{name} must name a file or directory, got {shown(value)}")
     return Path(value)
 
 
 def _whole(name: str, value: int, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {_shown(value)}")
+        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {shown(value)}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{name} must be at most {maximum}, got {_shown(value)}")
+        raise ConfigError(f"{name} must be at most {maximum}, got {shown(value)}")
 
 
 def _number(name: str, value: float, *, above: float | None = None) -> None:
@@ -188,9 +188,9 @@ def _number(name: str, value: float, *, above: float | None = None) -> None:
     )
     if not valid or value < 0 or (above is not None and value <= above):
         bound = f"> {above}" if above is not None else ">= 0"
-        raise ConfigError(f"{name} must be a finite number {bound}, got {_shown(value)}")
+        raise ConfigError(f"{name} must be a finite number {bound}, got {shown(value)}")
     if value > MAX_SECONDS:
-        raise ConfigError(f"{name} must be at most {MAX_SECONDS:g} seconds, got {_shown(value)}")
+        raise ConfigError(f"{name} must be at most {MAX_SECONDS:g} seconds, got {shown(value)}")
 
 
 def _sendable_to_processes(extract: Extractor) -> None:
@@ -215,22 +215,4 @@ def _sendable_to_processes(extract: Extractor) -> None:
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {_shown(value)}")
-
-
-def _shown(value: object) -> str:
-    """`value` as an error message shows it: its repr, cut short. A value holding an int
-    too long to write in decimal (Python refuses past 4,300 digits) has no repr: it raised
-    ValueError in place of the ConfigError. An int is shown by its size instead, anything
-    else by its type."""
-    try:
-        text = repr(value)
-    except ValueError:
-        if isinstance(value, int):
-            sign = "a negative" if value < 0 else "an"
-            return f"{sign} integer of {value.bit_length()} bits"
-        return f"a {type(value).__name__} too large to show"  # [10**5000], a huge Fraction
-    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
-
-
-_SHOWN_MAX = 80  # characters of a value an error message shows
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {shown(value)}")

@@ -111,3 +111,21 @@ class ParseError(ScraperError):
 
 class ParseProcessDied(ParseError):
     """A parse process died (segfault, os._exit, out of memory) while this page was in it."""
+
+
+def shown(value: object) -> str:
+    """`value` as an error message shows it: its repr, cut short. A value holding an int
+    too long to write in decimal (Python refuses past 4,300 digits) has no repr: it raised
+    ValueError in place of the ConfigError. An int is shown by its size instead, anything
+    else by its type."""
+    try:
+        text = repr(value)
+    except ValueError:
+        if isinstance(value, int):
+            sign = "a negative" if value < 0 else "an"
+            return f"{sign} integer of {value.bit_length()} bits"
+        return f"a {type(value).__name__} too large to show"  # [10**5000], a huge Fraction
+    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
+
+
+_SHOWN_MAX = 80  # characters of a value an error message shows

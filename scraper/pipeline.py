@@ -48,6 +48,7 @@ from scraper.errors import (
     OutputError,
     ParseError,
     TransportError,
+    shown,
 )
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher
 from scraper.fetch.base import is_html
@@ -799,7 +800,7 @@ def _strings(urls: Iterable[str]) -> list[str]:
     listed = list(urls)
     for item in listed:
         if not isinstance(item, str):
-            raise TypeError(f"urls must hold strings, not {type(item).__name__}: {item!r}")
+            raise TypeError(f"urls must hold strings, not {type(item).__name__}: {shown(item)}")
     return listed
 
 

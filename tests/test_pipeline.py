@@ -399,7 +399,16 @@ def test_one_string_instead_of_a_list_of_urls_is_refused():
         asyncio.run(first_of_arun())
 
 
-@pytest.mark.parametrize("item", [b"http://a.example/", None, 1, ["http://a.example/"]])
+@pytest.mark.parametrize(
+    "item",
+    [
+        b"http://a.example/",
+        None,
+        1,
+        ["http://a.example/"],
+        pytest.param(10**5000, id="10**5000"),  # no repr: ValueError in place of TypeError
+    ],
+)
 def test_an_item_that_is_no_string_is_refused(item: Any, tmp_path: Path) -> None:
     """A caller's mistake, said as one: bytes broke the skipped log's JSON mid-crawl, a list
     the frontier's set, and None or a number went into skipped.jsonl as a URL. Raised
