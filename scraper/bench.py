@@ -56,6 +56,7 @@ from scraper._version import __version__
 from scraper.cli import path_argument
 from scraper.demo.site import MAX_LATENCY_MS, MAX_PAGE_KB
 from scraper.errors import ScraperError
+from scraper.report import quiet_console
 from scraper.sinks import STATS_FILE
 
 if TYPE_CHECKING:
@@ -887,11 +888,46 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _write_results(
+    options: argparse.Namespace,
+    scenario: Scenario,
+    rows: list[Row],
+    load: tuple[float, float, float],
+) -> list[str]:
+    """Write results.json, bench.png and bench.md; return the lines that say where.
+
+    Written before the table is printed: a reader that stops reading (`scrape bench |
+    head`) must not cost the run its results."""
+    results = options.output / "results.json"
+    record = results_json(
+        scenario, rows, repeat=options.repeat, timeout=options.timeout, load_before=load
+    )
+    results.write_text(json.dumps(record, indent=2) + "\n")
+    said = [f"results: {results}"]
+    chart = options.output / "bench.png"
+    if write_chart(chart, scenario, rows):
+        said.append(f"chart: {chart}")
+    else:
+        said.append("chart: not drawn: pip install -e '.[plot]' to install matplotlib")
+    markdown = options.output / "bench.md"
+    markdown.write_text(
+        results_markdown(
+            scenario,
+            rows,
+            repeat=options.repeat,
+            timeout=options.timeout,
+            machine=record["machine"],
+        ),
+        encoding="utf-8",
+    )
+    return [*said, f"markdown: {markdown}"]
+
+
 def main(argv: Sequence[str]) -> int:
     """`scrape bench`: 0 when every combination finished, 1 when some failed, 2 on bad usage."""
     options = _parser().parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else TABLE_WIDTH)
-    log = Console(stderr=True, markup=False, highlight=False)
+    console = quiet_console(width=None if sys.stdout.isatty() else TABLE_WIDTH)
+    log = quiet_console(stderr=True, markup=False, highlight=False)
     if not sys.platform.startswith("linux"):
         log.print("scrape bench: error: needs Linux (/proc and prctl)")
         return EXIT_USAGE
@@ -920,28 +956,12 @@ def main(argv: Sequence[str]) -> int:
     except (OSError, ScraperError) as error:
         log.print(f"scrape bench: error: {error}")
         return EXIT_USAGE
+    status = EXIT_FAILED_ROWS if any(row.failure for row in rows) else EXIT_OK
+    try:
+        said = _write_results(options, scenario, rows, load)
+    except OSError as error:  # the figures still reach the terminal
+        said, status = [f"scrape bench: error: cannot write the results: {error}"], EXIT_USAGE
     console.print(results_table(scenario, rows, options.repeat))
-    results = options.output / "results.json"
-    record = results_json(
-        scenario, rows, repeat=options.repeat, timeout=options.timeout, load_before=load
-    )
-    results.write_text(json.dumps(record, indent=2) + "\n")
-    log.print(f"results: {results}")
-    chart = options.output / "bench.png"
-    if write_chart(chart, scenario, rows):
-        log.print(f"chart: {chart}")
-    else:
-        log.print("chart: not drawn: pip install -e '.[plot]' to install matplotlib")
-    markdown = options.output / "bench.md"
-    markdown.write_text(
-        results_markdown(
-            scenario,
-            rows,
-            repeat=options.repeat,
-            timeout=options.timeout,
-            machine=record["machine"],
-        ),
-        encoding="utf-8",
-    )
-    log.print(f"markdown: {markdown}")
-    return EXIT_FAILED_ROWS if any(row.failure for row in rows) else EXIT_OK
+    for line in said:
+        log.print(line)
+    return status

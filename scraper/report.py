@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scraper.stats import StatsSnapshot
 
@@ -138,10 +138,15 @@ class _SayHandler(logging.Handler):
 
 def stderr_console() -> Console:
     """A rich console on stderr that prints text as it is: brackets in paths and URLs stay,
-    and a long line stays whole on a pipe (rich would wrap it at 80 columns).
+    and a long line stays whole on a pipe (rich would wrap it at 80 columns)."""
+    return quiet_console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
-    On a closed pipe it goes quiet, as `say` does. rich's own answer is to point stdout
-    at /dev/null and raise SystemExit(1), which made a finished crawl exit 1."""
+
+def quiet_console(**options: Any) -> Console:
+    """A rich Console (`options` are its own) that goes quiet on a closed pipe, as `say`
+    does, and counts its lost messages. rich's own answer is to point stdout at /dev/null
+    and raise SystemExit(1), which made a finished crawl exit 1, and `scrape bench | head`
+    end before it had written its results."""
     from rich.console import Console  # noqa: PLC0415 (see the module's docstring)
 
     class QuietOnBrokenPipe(Console):
@@ -149,7 +154,7 @@ def stderr_console() -> Console:
             self.quiet = True
             _messages_lost.set()
 
-    return QuietOnBrokenPipe(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    return QuietOnBrokenPipe(**options)
 
 
 def print_summary(stats: StatsSnapshot) -> None:

@@ -6,10 +6,12 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
 import urllib.request
 
 import pytest
+from processes import RUN_TIMEOUT
 
 from scraper import config
 from scraper.bench import (
@@ -344,6 +346,51 @@ def test_a_small_bench_end_to_end(tmp_path, capsys):
     else:
         assert not chart.exists()
         assert "pip install -e '.[plot]'" in out.err
+
+
+TINY_BENCH = (
+    *("--scenario", "io", "--pages", "10", "--latency-ms", "5", "--repeat", "1"),
+    *("--fetch", "threads", "--parse", "inline"),
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+def test_a_reader_that_stops_reading_costs_the_bench_its_table_not_its_results(tmp_path):
+    """`scrape bench | head`: rich met the closed pipe with SystemExit(1), as the table was
+    printed and before results.json, the chart and bench.md were written."""
+    reading, writing = os.pipe()
+    os.close(reading)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "scraper", "bench", *TINY_BENCH, "-o", str(tmp_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=writing,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+    finally:
+        os.close(writing)
+    assert done.returncode == 120, done.stderr  # as Python's exit says for a lost message
+    assert "Traceback" not in done.stderr
+    assert [
+        row["median"]["pages"]
+        for row in json.loads((tmp_path / "results.json").read_text())["rows"]
+    ] == [10]
+    assert (tmp_path / "bench.md").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+def test_results_that_cannot_be_written_exit_2_and_still_show_the_table(tmp_path, capsys):
+    (tmp_path / "results.json").mkdir()  # where the file would go
+
+    status = main([*TINY_BENCH, "--output", str(tmp_path)])
+
+    assert status == 2
+    out = capsys.readouterr()
+    assert "cannot write the results" in out.err
+    assert "threads" in out.out  # the table: the run's figures are not lost with the files
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
