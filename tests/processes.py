@@ -11,31 +11,38 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from jsonl import read_jsonl
 
 RUN_TIMEOUT = 60.0  # seconds any one `scrape` run may take before the test gives up on it
 SIGNAL_TIMEOUT = 20.0  # seconds to exit after SIGINT
 GRACE = 10.0  # seconds for a run's helper processes to go away after it exits
+Output = int | IO[Any]  # where a run's stdout goes: subprocess.PIPE, a descriptor, a file
 
 
 def scrape_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "scraper", *args]
 
 
-def scrape(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return python(cwd, "-m", "scraper", *args, stdin=stdin)
+def scrape(
+    cwd: Path, *args: str, stdin: str | None = None, stdout: Output = subprocess.PIPE
+) -> subprocess.CompletedProcess[str]:
+    return python(cwd, "-m", "scraper", *args, stdin=stdin, stdout=stdout)
 
 
-def python(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run this interpreter with `args` in `cwd`, its output captured, for RUN_TIMEOUT at most."""
+def python(
+    cwd: Path, *args: str, stdin: str | None = None, stdout: Output = subprocess.PIPE
+) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with `args` in `cwd` for RUN_TIMEOUT at most: its stderr
+    captured, and its stdout too unless `stdout` says where it goes."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
         text=True,
         timeout=RUN_TIMEOUT,
         check=False,

@@ -6,12 +6,11 @@ import importlib.util
 import json
 import os
 import re
-import subprocess
 import sys
 import urllib.request
 
 import pytest
-from processes import RUN_TIMEOUT
+from processes import scrape
 
 from scraper import config
 from scraper.bench import (
@@ -361,15 +360,7 @@ def test_a_reader_that_stops_reading_costs_the_bench_its_table_not_its_results(t
     reading, writing = os.pipe()
     os.close(reading)
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "scraper", "bench", *TINY_BENCH, "-o", str(tmp_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=writing,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=RUN_TIMEOUT,
-            check=False,
-        )
+        done = scrape(tmp_path, "bench", *TINY_BENCH, "-o", str(tmp_path), stdout=writing)
     finally:
         os.close(writing)
     assert done.returncode == 120, done.stderr  # as Python's exit says for a lost message

@@ -535,16 +535,7 @@ def test_demo_site_on_a_port_it_cannot_have_exits_2(tmp_path):
 def test_demo_site_whose_url_cannot_be_printed_exits_2(tmp_path):
     """`> /dev/full` had been blamed on the port."""
     with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [sys.executable, "-m", "scraper", "demo-site"],
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=RUN_TIMEOUT,
-            check=False,
-        )
+        done = scrape(tmp_path, "demo-site", stdout=full)
     assert done.returncode == 2
     assert done.stderr == "scrape demo-site: error: cannot print the URL: No space left on device\n"
 
