@@ -506,6 +506,30 @@ def test_every_strategy_sends_the_credentials_of_a_netrc(
     assert site.authorizations == ["Basic YWxpY2U6c2VjcmV0"]  # alice:secret
 
 
+@pytest.mark.usefixtures("no_proxy_settings")
+@pytest.mark.parametrize("source", ["url", "netrc", "proxy"])
+def test_credentials_outside_latin_1_are_invalid_and_not_shown(
+    strategy: str, source: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The libraries' UnicodeEncodeError quoted the character: a piece of the password."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s\u5bc6cret\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(netrc if source == "netrc" else tmp_path / "none"))
+    with serving_site(Site()) as site, forwarding_proxy() as proxy:
+        if source == "proxy":
+            monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("//", "//alice:s\u5bc6cret@"))
+        url = site.page("/page")
+        if source == "url":
+            url = url.replace("//", "//alice:s%E5%AF%86cret@", 1)
+        with fresh_fetcher(strategy) as fetcher:
+            error = error_of(fetcher, url)
+    assert error.kind is ErrorKind.INVALID_URL
+    assert "outside Latin-1" in error.message
+    assert "\u5bc6" not in error.message
+    assert site.authorizations == []
+    assert proxy.authorizations == []
+
+
 @pytest.mark.usefixtures("authority_trusted", "no_proxy_settings")
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_proxy_that_refuses_is_connect_for_every_strategy(
