@@ -45,6 +45,7 @@ from scraper.fetch.environment import (
     Route,
     environment_decides,
     refuse_unparseable_proxy,
+    refuse_unsendable_credentials,
     route_for,
     tls_context,
     unparseable_proxies,
@@ -125,6 +126,7 @@ class _Client:
             started = time.monotonic()
             session = self._guarded if request.public_only else self._open
             try:
+                refuse_unsendable_credentials(request.url)
                 route = self._route_for(request)
                 return await _fetch_once(session, request.url, self._limits, started, route)
             except Exception as error:  # every library error becomes a FetchError, right here

@@ -9,9 +9,13 @@
                             the strategy that is not requests (aiohttp reads the environment
                             its own way: no ALL_PROXY, no address range in NO_PROXY...)
     ca_bundle, tls_context  the trusted certificate authorities: requests' choice, for all
+    basic_authorization, refuse_unsendable_credentials
+                            credentials (the environment's, a URL's own) as every strategy
+                            sends them, or an error of ours that shows none of them
 
 requests and its utilities, and yarl, are imported where they are used: the `async`
-strategy needs requests only when the environment names a proxy or a .netrc, and a
+strategy needs requests only when the environment names a proxy or a .netrc, or a URL
+holds credentials, and a
 `processes` fetch process's start waits for every module its fork server loads.
 """
 
@@ -28,6 +32,11 @@ if TYPE_CHECKING:
     import ssl
 
     import yarl
+
+UNSENDABLE_CREDENTIALS = (
+    "credentials (the URL's, the .netrc's or the proxy's) hold a character outside Latin-1, "
+    "which Basic authentication cannot send"
+)
 
 
 def environment_decides() -> bool:
@@ -129,12 +138,12 @@ def route_for(url: str) -> Route:
         user, password = get_auth_from_url(str(address))
         route = route._replace(
             proxy=str(address.with_user(None)),
-            proxy_authorization=_basic(user, password) if user else None,
+            proxy_authorization=basic_authorization(user, password) if user else None,
         )
     credentials = get_netrc_auth(url)
     written = urllib.parse.urlsplit(url)  # as aiohttp reads a URL's own: "@", ":pw@" count
     if credentials and not (written.username or written.password is not None):
-        route = route._replace(authorization=_basic(*credentials))
+        route = route._replace(authorization=basic_authorization(*credentials))
     return route
 
 
@@ -155,8 +164,28 @@ def _proxy_address(proxy: str) -> yarl.URL:
     return address
 
 
-def _basic(user: str, password: str) -> str:
-    """Basic credentials as requests writes them: Latin-1 (another character fails the
-    request), then base64."""
-    token = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
-    return f"Basic {token}"
+def basic_authorization(user: str, password: str) -> str:
+    """Basic credentials as requests, aiohttp and Scrapy write them: Latin-1, then base64.
+
+    A character outside Latin-1 raises InvalidURL with no piece of them in its message: the
+    libraries' UnicodeEncodeError quoted the character, and where it was."""
+    try:
+        pair = f"{user}:{password}".encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidURL(UNSENDABLE_CREDENTIALS) from None
+    return f"Basic {base64.b64encode(pair).decode('ascii')}"
+
+
+def refuse_unsendable_credentials(url: str) -> None:
+    """Raise InvalidURL when the user and password written in `url` cannot be sent, before
+    a library tries. They are read as requests reads them (percent-escapes decoded as
+    UTF-8; one that is not UTF-8, `%FF`, becomes U+FFFD), which aiohttp does not do alike:
+    it sent `%FF` as the three characters."""
+    try:
+        if "@" not in urllib.parse.urlsplit(url).netloc:
+            return
+    except ValueError:  # "http://[::1/": the library's refusal says it, as before
+        return
+    from requests.utils import get_auth_from_url  # noqa: PLC0415 (see the module's docstring)
+
+    basic_authorization(*get_auth_from_url(url))

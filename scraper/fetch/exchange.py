@@ -200,8 +200,6 @@ class ErrorTable:
     def translate(self, error: BaseException, limits: Limits) -> FetchError:
         if isinstance(error, FetchError):
             return error  # ours already: the size and deadline checks, PrivateAddress
-        if isinstance(error, UnicodeEncodeError):
-            return TransportError(_UNSENDABLE, ErrorKind.INVALID_URL)
         kind = next((kind for types, kind in self.causes if _caused_by(error, types)), None)
         if kind is None:
             kind = next(
@@ -213,13 +211,6 @@ class ErrorTable:
         return TransportError(message, kind)
 
 
-# Both libraries encode a Basic authorization's user and password as Latin-1 (as Scrapy
-# does), and raise where one cannot be: their message quoted the character, a piece of the
-# password, and its position, which each library counts from a different start.
-_UNSENDABLE = (
-    "credentials (the URL's, the .netrc's or the proxy's) hold a character outside Latin-1, "
-    "which Basic authentication cannot send"
-)
 # The user and password of a URL in a library's message (a proxy's, from the environment):
 # the message goes into the record, and a record is no place for a password. Up to the
 # token's last "@", since a password may hold "/" or "@" as it came: where it is a path's,

@@ -33,13 +33,15 @@ import urllib3.exceptions
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from scraper.errors import ErrorKind, TransportError
+from scraper.errors import ErrorKind, InvalidURL, TransportError
 from scraper.fetch.base import Limits, Response
 from scraper.fetch.decoding import ACCEPT_ENCODING, CHUNK
 from scraper.fetch.environment import (
+    UNSENDABLE_CREDENTIALS,
     ca_bundle,
     environment_decides,
     refuse_unparseable_proxy,
+    refuse_unsendable_credentials,
     unparseable_proxies,
 )
 from scraper.fetch.exchange import (
@@ -84,6 +86,14 @@ def _settle_environment(session: requests.Session) -> None:
 class _Session(requests.Session):
     unparseable_proxies: frozenset[str] = frozenset()  # see environment.unparseable_proxies
 
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        """requests' own. Where it encodes the .netrc's credentials (a URL's own are checked
+        before), one it cannot encode is our error: its own quoted the character."""
+        try:
+            return super().prepare_request(request)
+        except UnicodeEncodeError:
+            raise InvalidURL(UNSENDABLE_CREDENTIALS) from None
+
     def get_redirect_target(self, resp: requests.Response) -> None:
         """Never a next hop: redirects are the fetch policy's to follow. Otherwise, even
         with allow_redirects=False, requests reads a redirect's whole body to prepare the
@@ -123,6 +133,7 @@ def fetch_once(session: requests.Session, url: str, limits: Limits) -> Response:
     """GET `url` once, without following redirects; raise FetchError on failure."""
     started = time.monotonic()
     try:
+        refuse_unsendable_credentials(url)
         if isinstance(session, _Session):
             refuse_unparseable_proxy(url, session.unparseable_proxies)
         with _get(session, url, timeout=(limits.timeout, limits.timeout)) as answer:
@@ -485,6 +496,14 @@ class _Adapter(requests.adapters.HTTPAdapter):
             raise
         except OSError as error:
             raise requests.exceptions.SSLError(str(error)) from error
+
+    def proxy_headers(self, proxy: str) -> dict[str, str]:
+        """requests' own, but credentials it cannot encode are our error, as in
+        `_Session.prepare_request`."""
+        try:
+            return super().proxy_headers(proxy)
+        except UnicodeEncodeError:
+            raise InvalidURL(UNSENDABLE_CREDENTIALS) from None
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
         manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
