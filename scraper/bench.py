@@ -924,10 +924,13 @@ def _write_results(
 
 
 def main(argv: Sequence[str]) -> int:
-    """`scrape bench`: 0 when every combination finished, 1 when some failed, 2 on bad usage."""
+    """`scrape bench`: 0 when every combination finished, 1 when some failed, 2 on bad usage
+    or results that cannot be written (`cli.run` makes a 0 whose messages were lost 120)."""
     options = _parser().parse_args(argv)
-    console = quiet_console(width=None if sys.stdout.isatty() else TABLE_WIDTH)
-    log = quiet_console(stderr=True, markup=False, highlight=False)
+    console = quiet_console(sys.stdout)
+    if not console.is_terminal:
+        console.width = TABLE_WIDTH
+    log = quiet_console(sys.stderr, markup=False, highlight=False)
     if not sys.platform.startswith("linux"):
         log.print("scrape bench: error: needs Linux (/proc and prctl)")
         return EXIT_USAGE

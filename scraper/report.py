@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from scraper.stats import StatsSnapshot
 
@@ -75,10 +75,7 @@ class Progress:
     ) -> None:
         self._stop.set()
         if self._live is not None:
-            try:
-                self._live.stop()
-            except OSError:  # the terminal went away (EIO): lost, as on a closed pipe
-                _messages_lost.set()
+            self._live.stop()
         if self._printer is not None:
             self._printer.join()
 
@@ -106,10 +103,9 @@ def say(message: str) -> None:
 
     A stderr that cannot be written (a closed pipe, a full disk) loses the message, not the
     crawl: a list's first bad line ended the run before it began. `messages_lost` tells."""
-    try:
-        print(message, file=sys.stderr, flush=True)
-    except OSError:
-        _messages_lost.set()
+    stderr = _GuardedStream(sys.stderr)
+    stderr.write(f"{message}\n")
+    stderr.flush()
 
 
 def log_to_stderr() -> None:
@@ -139,22 +135,56 @@ class _SayHandler(logging.Handler):
 def stderr_console() -> Console:
     """A rich console on stderr that prints text as it is: brackets in paths and URLs stay,
     and a long line stays whole on a pipe (rich would wrap it at 80 columns)."""
-    return quiet_console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    return quiet_console(sys.stderr, markup=False, highlight=False, soft_wrap=True)
 
 
-def quiet_console(**options: Any) -> Console:
-    """A rich Console (`options` are its own) that goes quiet on a closed pipe, as `say`
-    does, and counts its lost messages. rich's own answer is to point stdout at /dev/null
-    and raise SystemExit(1), which made a finished crawl exit 1, and `scrape bench | head`
-    end before it had written its results."""
+def quiet_console(stream: TextIO | None, **options: Any) -> Console:
+    """A rich Console (`options` are its own) on `stream` that loses what it cannot write
+    (`_GuardedStream`) instead of raising."""
     from rich.console import Console  # noqa: PLC0415 (see the module's docstring)
 
-    class QuietOnBrokenPipe(Console):
-        def on_broken_pipe(self) -> None:
-            self.quiet = True
-            _messages_lost.set()
+    return Console(file=_GuardedStream(stream), **options)  # type: ignore[arg-type]
 
-    return QuietOnBrokenPipe(**options)
+
+class _GuardedStream:
+    """A text stream that loses what cannot be written instead of raising: a closed pipe, a
+    full disk, a terminal gone (EIO), no stream at all (`2>&-`). Each lost message counts
+    for the exit status (`messages_lost`), and the stream goes quiet after its first loss.
+
+    rich's own answer to a closed pipe was to point stdout at /dev/null and raise
+    SystemExit(1) (a finished crawl exited 1; `scrape bench | head` ended before writing
+    its results); to the rest, to raise from wherever it was printing."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream is not None and self._stream.isatty()
+        except (OSError, ValueError):  # ValueError: a closed file
+            return False
+
+    def write(self, text: str) -> int:
+        if self._stream is None:
+            _messages_lost.set()
+        else:
+            self._attempt(self._stream.write, text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            self._attempt(self._stream.flush)
+
+    def _attempt(self, action: Callable[..., object], *args: object) -> None:
+        try:
+            action(*args)
+        except OSError:
+            self._stream = None
+            _messages_lost.set()
 
 
 def print_summary(stats: StatsSnapshot) -> None:
@@ -178,10 +208,7 @@ def print_summary(stats: StatsSnapshot) -> None:
     rows += _counted("skipped", stats.skipped)
     for name, value in rows:
         table.add_row(name, value)
-    try:
-        stderr_console().print(table)
-    except OSError:  # a full disk; as in `say`, the crawl is done and on disk
-        _messages_lost.set()
+    stderr_console().print(table)
 
 
 def _counted(prefix: str, counts: Mapping[str, int]) -> list[tuple[str, str]]:

@@ -18,7 +18,7 @@ from jsonl import read_jsonl
 RUN_TIMEOUT = 60.0  # seconds any one `scrape` run may take before the test gives up on it
 SIGNAL_TIMEOUT = 20.0  # seconds to exit after SIGINT
 GRACE = 10.0  # seconds for a run's helper processes to go away after it exits
-Output = int | IO[Any]  # where a run's stdout goes: subprocess.PIPE, a descriptor, a file
+Output = int | IO[Any]  # where a run's output goes: subprocess.PIPE, a descriptor, a file
 
 
 def scrape_command(*args: str) -> list[str]:
@@ -26,23 +26,31 @@ def scrape_command(*args: str) -> list[str]:
 
 
 def scrape(
-    cwd: Path, *args: str, stdin: str | None = None, stdout: Output = subprocess.PIPE
+    cwd: Path,
+    *args: str,
+    stdin: str | None = None,
+    stdout: Output = subprocess.PIPE,
+    stderr: Output = subprocess.PIPE,
 ) -> subprocess.CompletedProcess[str]:
-    return python(cwd, "-m", "scraper", *args, stdin=stdin, stdout=stdout)
+    return python(cwd, "-m", "scraper", *args, stdin=stdin, stdout=stdout, stderr=stderr)
 
 
 def python(
-    cwd: Path, *args: str, stdin: str | None = None, stdout: Output = subprocess.PIPE
+    cwd: Path,
+    *args: str,
+    stdin: str | None = None,
+    stdout: Output = subprocess.PIPE,
+    stderr: Output = subprocess.PIPE,
 ) -> subprocess.CompletedProcess[str]:
-    """Run this interpreter with `args` in `cwd` for RUN_TIMEOUT at most: its stderr
-    captured, and its stdout too unless `stdout` says where it goes."""
+    """Run this interpreter with `args` in `cwd` for RUN_TIMEOUT at most: its output
+    captured, unless `stdout` or `stderr` says where it goes."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
         stdout=stdout,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
         timeout=RUN_TIMEOUT,
         check=False,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import re
 import sys
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 from processes import scrape
@@ -353,18 +355,33 @@ TINY_BENCH = (
 )
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
-def test_a_reader_that_stops_reading_costs_the_bench_its_table_not_its_results(tmp_path):
-    """`scrape bench | head`: rich met the closed pipe with SystemExit(1), as the table was
-    printed and before results.json, the chart and bench.md were written."""
+@contextlib.contextmanager
+def unwritable(kind: str) -> Iterator[int]:
+    """A descriptor whose writes fail: a pipe nobody reads (`| head`), or a full disk."""
+    if kind == "full disk":
+        with open("/dev/full", "wb") as full:
+            yield full.fileno()
+        return
     reading, writing = os.pipe()
     os.close(reading)
     try:
-        done = scrape(tmp_path, "bench", *TINY_BENCH, "-o", str(tmp_path), stdout=writing)
+        yield writing
     finally:
         os.close(writing)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+@pytest.mark.parametrize(("stream", "kind"), [("stdout", "closed pipe"), ("stderr", "full disk")])
+def test_output_that_cannot_be_written_costs_the_bench_its_messages_not_its_results(
+    tmp_path, stream, kind
+):
+    """`scrape bench | head`: rich met the closed pipe with SystemExit(1), as the table was
+    printed and before results.json, the chart and bench.md were written. `2>/dev/full`
+    ended the bench at its first progress line, in a traceback nobody could read."""
+    with unwritable(kind) as descriptor:
+        done = scrape(tmp_path, "bench", *TINY_BENCH, "-o", str(tmp_path), **{stream: descriptor})
     assert done.returncode == 120, done.stderr  # as Python's exit says for a lost message
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in (done.stderr or "")
     assert [
         row["median"]["pages"]
         for row in json.loads((tmp_path / "results.json").read_text())["rows"]

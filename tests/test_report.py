@@ -70,3 +70,25 @@ def test_the_engines_warnings_are_said_and_quiet_libraries_stay_quiet(
         logging.getLogger("urllib3.connectionpool").warning("Failed to parse headers")
     assert written.getvalue() == "1 parse process died\n"
     assert not report.messages_lost()
+
+
+def test_a_line_with_no_stderr_at_all_is_counted_not_printed_elsewhere(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`2>&-` leaves sys.stderr None, and print(file=None) writes to stdout."""
+    with stderr_on(None):  # type: ignore[arg-type]
+        report.say("lost")
+    assert report.messages_lost()
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("where", ["full disk", "no stream"])
+def test_a_console_that_cannot_write_is_counted_and_raises_nothing(where: str) -> None:
+    """rich raised the OSError of a full disk from wherever it printed: `scrape bench
+    2>/dev/full` ended at its first progress line, its results never written."""
+    if where == "full disk":
+        with full_disk():
+            report.quiet_console(sys.stderr).print("lost")
+    else:
+        report.quiet_console(None).print("lost")
+    assert report.messages_lost()
