@@ -124,11 +124,13 @@ TLS_PAGE = b"<!DOCTYPE html><html><head><title>TLS page</title></head><body></bo
 
 
 @contextlib.contextmanager
-def serving_tls_page(context: ssl.SSLContext) -> Iterator[str]:
+def serving_tls_page(context: ssl.SSLContext, *, hold: bool = False) -> Iterator[str]:
     """Serve TLS_PAGE at every path over TLS with `context`; yield the root URL. A
-    connection whose handshake fails is dropped quietly. Every connection is closed by the
-    time this returns: the server waits for the thread of each."""
+    connection whose handshake fails is dropped quietly. With `hold`, a connection is
+    neither closed after its answer nor its TLS close answered until this returns. Every
+    connection is closed by the time this returns: the server waits for the thread of each."""
     server = _TLSPageServer(("127.0.0.1", 0), _TLSPage)
+    server.hold = threading.Event() if hold else None
     server.socket = context.wrap_socket(
         server.socket, server_side=True, do_handshake_on_connect=False
     )
@@ -139,6 +141,8 @@ def serving_tls_page(context: ssl.SSLContext) -> Iterator[str]:
     try:
         yield f"https://127.0.0.1:{server.server_address[1]}/"
     finally:
+        if server.hold is not None:
+            server.hold.set()
         server.shutdown()
         server.server_close()
         thread.join(_THREAD_TIMEOUT)
@@ -146,6 +150,7 @@ def serving_tls_page(context: ssl.SSLContext) -> Iterator[str]:
 
 class _TLSPageServer(http.server.ThreadingHTTPServer):
     daemon_threads = False  # so server_close waits for every connection's thread
+    hold: threading.Event | None = None  # set: let the connections held go
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A failed handshake (a client that does not trust us) is what a test wants."""
@@ -158,6 +163,9 @@ class _TLSPage(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(TLS_PAGE)))
         self.end_headers()
         self.wfile.write(TLS_PAGE)
+        if isinstance(self.server, _TLSPageServer) and self.server.hold is not None:
+            self.wfile.flush()
+            self.server.hold.wait(_THREAD_TIMEOUT)
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the tests read answers, not logs."""

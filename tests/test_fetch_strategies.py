@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import gzip
 import hashlib
 import multiprocessing
@@ -21,6 +22,7 @@ import os
 import pathlib
 import queue
 import ssl
+import sys
 import threading
 import time
 import zlib
@@ -332,6 +334,24 @@ def tls_page(authority: trustme.CA) -> Iterator[str]:
     authority.issue_cert("127.0.0.1").configure_cert(context)
     with serving_tls_page(context) as url:
         yield url + "page"
+
+
+@pytest.mark.usefixtures("authority_trusted", "no_proxy_settings")
+def test_close_leaves_no_connection_to_the_garbage_collector(
+    strategy: str, authority: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiohttp ends a TLS connection with close_notify and waits for the peer's own: from a
+    peer that never sends it, the loop stopped with the socket open, and the garbage
+    collector found it later, failing whichever test it was running then."""
+    unraised: list[Any] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    with serving_tls_page(context, hold=True) as url:
+        with fresh_fetcher(strategy) as fetcher:
+            assert answer_of(fetcher, url).body == TLS_PAGE
+        monkeypatch.setattr(sys, "unraisablehook", unraised.append)
+        gc.collect()
+    assert unraised == []
 
 
 @pytest.fixture

@@ -24,15 +24,17 @@ every strategy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from types import SimpleNamespace
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import aiohttp
 import aiohttp.http_exceptions
@@ -64,8 +66,13 @@ from scraper.fetch.exchange import (
 )
 from scraper.records import Request
 
+if TYPE_CHECKING:
+    from aiohappyeyeballs import AddrInfoType  # aiohttp's, for its socket_factory
+
 _CLOSE_TIMEOUT = 5.0  # seconds close() waits for the loop thread before giving up on it
 _CANCEL_GRACE = 1.0  # seconds cancelled requests get to unwind before the sessions close
+_CLOSING_GRACE = 1.0  # seconds closing connections get (a TLS close waits on the peer)
+_CLOSED_POLL = 0.001  # seconds between looks at whether they have
 _T = TypeVar("_T")
 
 
@@ -110,8 +117,9 @@ class _Client:
     def __init__(self, limits: Limits, workers: int) -> None:
         self._limits = limits
         self._slots = asyncio.Semaphore(workers)
-        self._open = _new_session(limits, public_only=False)
-        self._guarded = _new_session(limits, public_only=True)
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._open = _new_session(limits, self._sockets, public_only=False)
+        self._guarded = _new_session(limits, self._sockets, public_only=True)
         self._tls: ssl.SSLContext | None = None
         self._environment_decides = environment_decides()
         self._unparseable = unparseable_proxies() if self._environment_decides else frozenset()
@@ -160,6 +168,28 @@ class _Client:
             await asyncio.wait(in_flight, timeout=_CANCEL_GRACE)
         await self._open.close()
         await self._guarded.close()
+        await self._until_sockets_closed()
+
+    async def _until_sockets_closed(self) -> None:
+        """Wait until every socket of ours is closed, so that none is left to the garbage
+        collector when the loop stops. The sessions wait only for the connections in their
+        pools: one closed earlier may still be at its TLS close (close_notify, then the
+        peer's answer), or a loop turn away from closing its socket. One still open after
+        the grace is shut down: its transport reads the end and closes it."""
+        if await self._sockets_closed(_CLOSING_GRACE):
+            return
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        await self._sockets_closed(_CLOSING_GRACE)
+
+    async def _sockets_closed(self, grace: float) -> bool:
+        deadline = time.monotonic() + grace
+        while any(sock.fileno() != -1 for sock in self._sockets):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_CLOSED_POLL)
+        return True
 
 
 class _Route(NamedTuple):
@@ -221,15 +251,25 @@ async def _fetch_once(
         )
 
 
-def _new_session(limits: Limits, *, public_only: bool) -> aiohttp.ClientSession:
+def _new_session(
+    limits: Limits, sockets: weakref.WeakSet[socket.socket], *, public_only: bool
+) -> aiohttp.ClientSession:
     """A session like requests' (http.new_session): our headers and limits. It takes
-    nothing from the environment itself: `environment.route_for` decides for each request."""
+    nothing from the environment itself: `environment.route_for` decides for each request.
+    Each socket it makes goes into `sockets`, so that close() can see them closed."""
+
+    def new_socket(address: AddrInfoType) -> socket.socket:
+        family, kind, protocol = address[:3]
+        made = socket.socket(family, kind, protocol)
+        sockets.add(made)
+        return made
+
     timeout = aiohttp.ClientTimeout(
         total=limits.timeout, sock_connect=limits.timeout, sock_read=limits.timeout
     )
     resolver = _PublicOnlyResolver() if public_only else aiohttp.ThreadedResolver()
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=resolver),
+        connector=aiohttp.TCPConnector(resolver=resolver, socket_factory=new_socket),
         timeout=timeout,
         headers={"User-Agent": limits.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         auto_decompress=False,  # decoding.py decodes, as for requests
