@@ -56,7 +56,7 @@ from scraper._version import __version__
 from scraper.cli import path_argument
 from scraper.demo.site import MAX_LATENCY_MS, MAX_PAGE_KB
 from scraper.errors import ScraperError
-from scraper.report import quiet_console
+from scraper.report import quiet_console, stderr_console
 from scraper.sinks import STATS_FILE
 
 if TYPE_CHECKING:
@@ -893,8 +893,9 @@ def _write_results(
     scenario: Scenario,
     rows: list[Row],
     load: tuple[float, float, float],
-) -> list[str]:
-    """Write results.json, bench.png and bench.md; return the lines that say where.
+    said: list[str],
+) -> None:
+    """Write results.json, bench.png and bench.md, adding to `said` where each went.
 
     Written before the table is printed: a reader that stops reading (`scrape bench |
     head`) must not cost the run its results."""
@@ -903,7 +904,7 @@ def _write_results(
         scenario, rows, repeat=options.repeat, timeout=options.timeout, load_before=load
     )
     results.write_text(json.dumps(record, indent=2) + "\n")
-    said = [f"results: {results}"]
+    said.append(f"results: {results}")
     chart = options.output / "bench.png"
     if write_chart(chart, scenario, rows):
         said.append(f"chart: {chart}")
@@ -920,7 +921,7 @@ def _write_results(
         ),
         encoding="utf-8",
     )
-    return [*said, f"markdown: {markdown}"]
+    said.append(f"markdown: {markdown}")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -930,7 +931,7 @@ def main(argv: Sequence[str]) -> int:
     console = quiet_console(sys.stdout)
     if not console.is_terminal:
         console.width = TABLE_WIDTH
-    log = quiet_console(sys.stderr, markup=False, highlight=False)
+    log = stderr_console()
     if not sys.platform.startswith("linux"):
         log.print("scrape bench: error: needs Linux (/proc and prctl)")
         return EXIT_USAGE
@@ -960,10 +961,12 @@ def main(argv: Sequence[str]) -> int:
         log.print(f"scrape bench: error: {error}")
         return EXIT_USAGE
     status = EXIT_FAILED_ROWS if any(row.failure for row in rows) else EXIT_OK
+    said: list[str] = []  # where each file went, or why it could not
     try:
-        said = _write_results(options, scenario, rows, load)
+        _write_results(options, scenario, rows, load, said)
     except OSError as error:  # the figures still reach the terminal
-        said, status = [f"scrape bench: error: cannot write the results: {error}"], EXIT_USAGE
+        said.append(f"scrape bench: error: cannot write the results: {error}")
+        status = EXIT_USAGE
     console.print(results_table(scenario, rows, options.repeat))
     for line in said:
         log.print(line)

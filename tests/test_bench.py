@@ -391,13 +391,15 @@ def test_output_that_cannot_be_written_costs_the_bench_its_messages_not_its_resu
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
 def test_results_that_cannot_be_written_exit_2_and_still_show_the_table(tmp_path, capsys):
-    (tmp_path / "results.json").mkdir()  # where the file would go
+    (tmp_path / "bench.md").mkdir()  # where the last file would go
 
     status = main([*TINY_BENCH, "--output", str(tmp_path)])
 
     assert status == 2
     out = capsys.readouterr()
+    assert f"results: {tmp_path / 'results.json'}" in out.err  # what was written is said
     assert "cannot write the results" in out.err
+    assert "bench.md" in out.err.splitlines()[-1]  # and which one could not be
     assert "threads" in out.out  # the table: the run's figures are not lost with the files
 
 
