@@ -172,8 +172,14 @@ class _GuardedStream:
         if self._stream is None:
             _messages_lost.set()
         else:
-            self._attempt(self._stream.write, text)
+            self._attempt(self._write, self._stream, text)
         return len(text)
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:  # an ASCII stream (LANG=C): as Python writes to stderr
+            stream.write(text.encode(self.encoding, "backslashreplace").decode(self.encoding))
 
     def flush(self) -> None:
         if self._stream is not None:

@@ -390,6 +390,17 @@ def test_output_that_cannot_be_written_costs_the_bench_its_messages_not_its_resu
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+def test_the_table_on_a_file_is_whole_whatever_rich_is_told(tmp_path, capsys, monkeypatch):
+    """FORCE_COLOR (common in CI) made rich take a file for a terminal, 80 columns wide:
+    the headers were cut short."""
+    monkeypatch.setenv("FORCE_COLOR", "1")
+
+    main([*TINY_BENCH, "--output", str(tmp_path)])
+
+    assert "largest MB" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
 def test_results_that_cannot_be_written_exit_2_and_still_show_the_table(tmp_path, capsys):
     (tmp_path / "bench.md").mkdir()  # where the last file would go
 

@@ -92,3 +92,13 @@ def test_a_console_that_cannot_write_is_counted_and_raises_nothing(where: str) -
     else:
         report.quiet_console(None).print("lost")
     assert report.messages_lost()
+
+
+def test_a_console_on_an_ascii_stream_escapes_what_it_cannot_encode() -> None:
+    """`PYTHONIOENCODING=ascii scrape bench` ended in a UnicodeEncodeError at the table's
+    title, as Python escapes what stderr cannot encode."""
+    raw = io.BytesIO()
+    with io.TextIOWrapper(raw, encoding="ascii", write_through=True) as ascii_only:
+        report.quiet_console(ascii_only).print("bench · io")
+        assert raw.getvalue() == b"bench \\xb7 io\n"
+    assert not report.messages_lost()

@@ -71,7 +71,7 @@ if TYPE_CHECKING:
 
 _CLOSE_TIMEOUT = 5.0  # seconds close() waits for the loop thread before giving up on it
 _CANCEL_GRACE = 1.0  # seconds cancelled requests get to unwind before the sessions close
-_CLOSING_GRACE = 1.0  # seconds closing connections get (a TLS close waits on the peer)
+_CLOSING_GRACE = 1.0  # seconds shut-down connections get to close
 _CLOSED_POLL = 0.001  # seconds between looks at whether they have
 _T = TypeVar("_T")
 
@@ -171,25 +171,20 @@ class _Client:
         await self._until_sockets_closed()
 
     async def _until_sockets_closed(self) -> None:
-        """Wait until every socket of ours is closed, so that none is left to the garbage
-        collector when the loop stops. The sessions wait only for the connections in their
-        pools: one closed earlier may still be at its TLS close (close_notify, then the
-        peer's answer), or a loop turn away from closing its socket. One still open after
-        the grace is shut down: its transport reads the end and closes it."""
-        if await self._sockets_closed(_CLOSING_GRACE):
-            return
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
+        """Shut down every socket of ours still open and wait until each is closed, so that
+        none is left to the garbage collector when the loop stops. The sessions wait only
+        for the connections in their pools, and abort the TLS ones rather than wait for the
+        peer's close_notify (aiohttp's ssl_shutdown_timeout of 0). One closed earlier, after
+        an answer or a cancelled request, may still be waiting for it, or a loop turn away
+        from closing its socket: shut down, its transport reads the end and closes."""
+        for sock in list(self._sockets):
+            with contextlib.suppress(OSError):  # closed already
                 sock.shutdown(socket.SHUT_RDWR)
-        await self._sockets_closed(_CLOSING_GRACE)
-
-    async def _sockets_closed(self, grace: float) -> bool:
-        deadline = time.monotonic() + grace
+        deadline = time.monotonic() + _CLOSING_GRACE
         while any(sock.fileno() != -1 for sock in self._sockets):
             if time.monotonic() >= deadline:
-                return False
+                return
             await asyncio.sleep(_CLOSED_POLL)
-        return True
 
 
 class _Route(NamedTuple):
