@@ -25,14 +25,9 @@ def scrape_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "scraper", *args]
 
 
-def scrape(
-    cwd: Path,
-    *args: str,
-    stdin: str | None = None,
-    stdout: Output = subprocess.PIPE,
-    stderr: Output = subprocess.PIPE,
-) -> subprocess.CompletedProcess[str]:
-    return python(cwd, "-m", "scraper", *args, stdin=stdin, stdout=stdout, stderr=stderr)
+def scrape(cwd: Path, *args: str, **streams: Any) -> subprocess.CompletedProcess[str]:
+    """`python` running `scrape`; `streams` as `python` takes them."""
+    return python(cwd, "-m", "scraper", *args, **streams)
 
 
 def python(
