@@ -35,6 +35,7 @@ import brotli  # type: ignore[import-untyped]
 import pytest
 import requests
 import requests.adapters
+import requests.utils
 import trustme
 import yarl
 from aiohttp import web
@@ -46,7 +47,7 @@ from scraper.demo import RunningSite
 from scraper.errors import ErrorKind, FetchError, ScraperError
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher, processes
 from scraper.fetch.decoding import ACCEPT_ENCODING
-from scraper.fetch.environment import tls_context
+from scraper.fetch.environment import Routes, tls_context
 from scraper.fetch.http import fetch_once
 from scraper.fetch.processes import ProcessFetcher
 from scraper.records import Request
@@ -510,6 +511,31 @@ def test_a_proxy_no_strategy_can_use_fails_alike(
     monkeypatch.setenv("HTTP_PROXY", proxy)
     with fresh_fetcher(strategy) as fetcher:
         assert error_of(fetcher, plain_page).kind is kind
+
+
+@pytest.mark.usefixtures("no_proxy_settings")
+def test_async_reads_the_environment_once_per_origin(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests' lookups read the environment and parse the .netrc for every request, on
+    the event loop's thread: `Routes` asks once for each scheme, host and port."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password secret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    asked: list[str] = []
+    read_netrc = requests.utils.get_netrc_auth
+    monkeypatch.setattr(
+        requests.utils, "get_netrc_auth", lambda url: asked.append(url) or read_netrc(url)
+    )
+    routes = Routes()
+
+    first = routes("http://127.0.0.1:8000/a")
+    assert routes("http://127.0.0.1:8000/b?c") == first
+    assert first.authorization == "Basic YWxpY2U6c2VjcmV0"  # alice:secret
+    assert routes("http://bob:pw@127.0.0.1:8000/").authorization is None  # its own come first
+    assert routes("http://@127.0.0.1:8000/").authorization == first.authorization
+    routes("http://127.0.0.1:8001/")
+    assert asked == ["http://127.0.0.1:8000/", "http://127.0.0.1:8001/"]
 
 
 @pytest.mark.usefixtures("no_proxy_settings")

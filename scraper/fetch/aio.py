@@ -45,10 +45,10 @@ from scraper.fetch.base import Limits, Response
 from scraper.fetch.decoding import ACCEPT_ENCODING, CHUNK
 from scraper.fetch.environment import (
     Route,
+    Routes,
     environment_decides,
     refuse_unparseable_proxy,
     refuse_unsendable_credentials,
-    route_for,
     tls_context,
     unparseable_proxies,
 )
@@ -123,6 +123,7 @@ class _Client:
         self._tls: ssl.SSLContext | None = None
         self._environment_decides = environment_decides()
         self._unparseable = unparseable_proxies() if self._environment_decides else frozenset()
+        self._routes = Routes()
 
     @classmethod
     async def open(cls, limits: Limits, workers: int) -> _Client:
@@ -147,7 +148,7 @@ class _Client:
         route = _Route()
         if self._environment_decides and not request.public_only:
             refuse_unparseable_proxy(request.url, self._unparseable)
-            route = _Route.of(request.url, route_for(request.url))
+            route = _Route.of(request.url, self._routes(request.url))
         if request.url.startswith("https:") or (route.proxy or "").startswith("https:"):
             route = route._replace(tls=self._trusted())
         return route
@@ -250,7 +251,7 @@ def _new_session(
     limits: Limits, sockets: weakref.WeakSet[socket.socket], *, public_only: bool
 ) -> aiohttp.ClientSession:
     """A session like requests' (http.new_session): our headers and limits. It takes
-    nothing from the environment itself: `environment.route_for` decides for each request.
+    nothing from the environment itself: `environment.Routes` decides for each request.
     Each socket it makes goes into `sockets`, so that close() can see them closed."""
 
     def new_socket(address: AddrInfoType) -> socket.socket:

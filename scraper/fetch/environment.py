@@ -5,9 +5,10 @@
     unparseable_proxies, refuse_unparseable_proxy
                             a proxy that cannot be parsed fails its URLs with our message:
                             requests' and aiohttp's quote its password
-    route_for               the proxy and the credentials requests would use for a URL, for
+    Routes                  the proxy and the credentials requests would use for a URL, for
                             the strategy that is not requests (aiohttp reads the environment
-                            its own way: no ALL_PROXY, no address range in NO_PROXY...)
+                            its own way: no ALL_PROXY, no address range in NO_PROXY...), looked
+                            up once per origin
     ca_bundle, tls_context  the trusted certificate authorities: requests' choice, for all
     basic_authorization, refuse_unsendable_credentials
                             credentials (the environment's, a URL's own) as every strategy
@@ -22,6 +23,7 @@ holds credentials, and a
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import urllib.parse
 from typing import TYPE_CHECKING, NamedTuple
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 
     import yarl
 
+ORIGINS_REMEMBERED = 4096  # origins whose route a crawl keeps (`Routes`)
 UNSENDABLE_CREDENTIALS = (
     "credentials (the URL's, the .netrc's or the proxy's) hold a character outside Latin-1, "
     "which Basic authentication cannot send"
@@ -120,10 +123,30 @@ class Route(NamedTuple):
     authorization: str | None = None  # the .netrc's
 
 
-def route_for(url: str) -> Route:
-    """The proxy and the .netrc credentials requests would use for `url`, decided by
-    requests' own functions. A URL's own credentials are used rather than the .netrc's,
-    which aiohttp cannot send with them (requests sends the .netrc's)."""
+class Routes:
+    """The proxy and the .netrc credentials requests would use for a URL, decided by
+    requests' own functions, once per origin (scheme, host and port) of a crawl: they read
+    the environment and parse the .netrc again for every request (0.1-0.6 ms each here),
+    which for `async` is time its event loop cannot spend on other requests. For one crawl:
+    its environment is read as it starts.
+
+    A URL's own credentials are used rather than the .netrc's, which aiohttp cannot send
+    with them (requests sends the .netrc's)."""
+
+    def __init__(self) -> None:
+        self._for_origin = functools.lru_cache(maxsize=ORIGINS_REMEMBERED)(_origin_route)
+
+    def __call__(self, url: str) -> Route:
+        scheme, netloc = urllib.parse.urlsplit(url)[:2]
+        # as aiohttp reads a URL's own: "@" alone is none, ":pw@" is
+        own_credentials, _, host = netloc.rpartition("@")
+        route = self._for_origin(scheme, host)
+        if own_credentials and route.authorization:
+            return route._replace(authorization=None)
+        return route
+
+
+def _origin_route(scheme: str, host: str) -> Route:
     from requests.utils import (  # noqa: PLC0415 (see the module's docstring)
         get_auth_from_url,
         get_environ_proxies,
@@ -131,6 +154,7 @@ def route_for(url: str) -> Route:
         select_proxy,
     )
 
+    url = f"{scheme}://{host}/"
     route = Route()
     proxy = select_proxy(url, get_environ_proxies(url))
     if proxy:
@@ -141,8 +165,7 @@ def route_for(url: str) -> Route:
             proxy_authorization=basic_authorization(user, password) if user else None,
         )
     credentials = get_netrc_auth(url)
-    written = urllib.parse.urlsplit(url)  # as aiohttp reads a URL's own: "@", ":pw@" count
-    if credentials and not (written.username or written.password is not None):
+    if credentials:
         route = route._replace(authorization=basic_authorization(*credentials))
     return route
 
