@@ -485,12 +485,15 @@ def measure_crawl(argv: Sequence[str], *, timeout: float, log: Path) -> Usage:
                 os.killpg(pid, signal.SIGKILL)
         _, status, usage = os.wait4(pid, 0)
         usages = [usage, *_reap_session(pid)]
+    largest_kb = max(peak.largest_kb, *(u.ru_maxrss for u in usages))
     return Usage(
         exit_code=os.waitstatus_to_exitcode(status) if finished else None,
         wall_s=wall,
         cpu_s=sum(u.ru_utime + u.ru_stime for u in usages),
-        tree_rss_mb=peak.tree_kb / 1024,
-        largest_rss_mb=max(peak.largest_kb, *(u.ru_maxrss for u in usages)) / 1024,
+        # the kernel's peak of each process (ru_maxrss) catches one between two samples;
+        # the tree held at least that process then
+        tree_rss_mb=max(peak.tree_kb, largest_kb) / 1024,
+        largest_rss_mb=largest_kb / 1024,
     )
 
 

@@ -130,7 +130,8 @@ def _crawl_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scrape",
         description="Download every URL in a list, parse the HTML pages, and write one JSON "
-        "record per URL. `scrape demo-site --help` describes the built-in local site.",
+        "record per URL. `scrape demo-site --help` describes the built-in local site, "
+        "`scrape bench --help` the comparison of fetch strategies and parse modes on it.",
     )
     parser.add_argument("url_list", help="file with one URL per line; '-' reads standard input")
     parser.add_argument(
@@ -145,7 +146,7 @@ def _crawl_parser() -> argparse.ArgumentParser:
         choices=("sqlite", "memory"),
         default="sqlite",
         help="where the crawl's state lives: sqlite keeps it in OUTPUT/state.sqlite so an "
-        "interrupted crawl can be resumed; memory is faster to start and leaves nothing "
+        "interrupted crawl can be resumed; memory is faster to start and leaves no state "
         "behind (default: sqlite)",
     )
     again = parser.add_mutually_exclusive_group()
