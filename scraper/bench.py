@@ -931,8 +931,9 @@ def main(argv: Sequence[str]) -> int:
     """`scrape bench`: 0 when every combination finished, 1 when some failed, 2 on bad usage
     or results that cannot be written (`cli.run` makes a 0 whose messages were lost 120)."""
     options = _parser().parse_args(argv)
-    on_a_terminal = sys.stdout is not None and sys.stdout.isatty()  # not rich's FORCE_COLOR
-    console = quiet_console(sys.stdout, width=None if on_a_terminal else TABLE_WIDTH)
+    console = quiet_console(sys.stdout)
+    if not console.file.isatty():  # not rich's is_terminal, which FORCE_COLOR sways
+        console.width = TABLE_WIDTH
     log = stderr_console()
     if not sys.platform.startswith("linux"):
         log.print("scrape bench: error: needs Linux (/proc and prctl)")

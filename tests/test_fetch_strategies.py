@@ -44,7 +44,7 @@ from sites import TLS_PAGE, Site, forwarding_proxy, serving_site, serving_tls_pa
 from scraper import crawl
 from scraper.config import FETCH_STRATEGIES
 from scraper.demo import RunningSite
-from scraper.errors import ErrorKind, FetchError, ScraperError
+from scraper.errors import ErrorKind, FetchError, InvalidURL, ScraperError
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher, processes
 from scraper.fetch.decoding import ACCEPT_ENCODING
 from scraper.fetch.environment import Routes, tls_context
@@ -536,6 +536,20 @@ def test_async_reads_the_environment_once_per_origin(
     assert routes("http://@127.0.0.1:8000/").authorization == first.authorization
     routes("http://127.0.0.1:8001/")
     assert asked == ["http://127.0.0.1:8000/", "http://127.0.0.1:8001/"]
+
+
+@pytest.mark.usefixtures("no_proxy_settings")
+def test_a_netrc_login_that_cannot_be_sent_matters_only_where_it_is_used(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login \u0141ukasz password secret\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(netrc))
+    routes = Routes()
+
+    assert routes("http://bob:pw@127.0.0.1:8000/").authorization is None  # its own are sent
+    with pytest.raises(InvalidURL):
+        routes("http://127.0.0.1:8000/")
 
 
 @pytest.mark.usefixtures("no_proxy_settings")

@@ -128,7 +128,7 @@ class Routes:
     requests' own functions, once per origin (scheme, host and port) of a crawl: they read
     the environment and parse the .netrc again for every request (0.1-0.6 ms each here),
     which for `async` is time its event loop cannot spend on other requests. For one crawl:
-    its environment is read as it starts.
+    what an origin's first request found holds for the rest of it.
 
     A URL's own credentials are used rather than the .netrc's, which aiohttp cannot send
     with them (requests sends the .netrc's)."""
@@ -140,13 +140,15 @@ class Routes:
         scheme, netloc = urllib.parse.urlsplit(url)[:2]
         # as aiohttp reads a URL's own: "@" alone is none, ":pw@" is
         own_credentials, _, host = netloc.rpartition("@")
-        route = self._for_origin(scheme, host)
-        if own_credentials and route.authorization:
-            return route._replace(authorization=None)
+        route, netrc_credentials = self._for_origin(scheme, host)
+        if netrc_credentials and not own_credentials:
+            return route._replace(authorization=basic_authorization(*netrc_credentials))
         return route
 
 
-def _origin_route(scheme: str, host: str) -> Route:
+def _origin_route(scheme: str, host: str) -> tuple[Route, tuple[str, str] | None]:
+    """The route to an origin, and the .netrc's credentials for it, encoded only where
+    they are sent: a URL with its own never needs them."""
     from requests.utils import (  # noqa: PLC0415 (see the module's docstring)
         get_auth_from_url,
         get_environ_proxies,
@@ -164,10 +166,7 @@ def _origin_route(scheme: str, host: str) -> Route:
             proxy=str(address.with_user(None)),
             proxy_authorization=basic_authorization(user, password) if user else None,
         )
-    credentials = get_netrc_auth(url)
-    if credentials:
-        route = route._replace(authorization=basic_authorization(*credentials))
-    return route
+    return route, get_netrc_auth(url)
 
 
 def _proxy_address(proxy: str) -> yarl.URL:

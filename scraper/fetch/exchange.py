@@ -206,7 +206,7 @@ class ErrorTable:
                 (kind for types, kind in self.rows if isinstance(error, types)), ErrorKind.PROTOCOL
             )
         if kind is ErrorKind.TIMEOUT:
-            return TransportError(f"nothing received for {limits.timeout:g}s", kind)
+            return TransportError(f"no complete answer within {limits.timeout:g}s", kind)
         message = _CREDENTIALS.sub(r"\1***@", f"{type(error).__name__}: {error}")
         return TransportError(message, kind)
 
