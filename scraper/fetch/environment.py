@@ -16,8 +16,8 @@
 
 requests and its utilities, and yarl, are imported where they are used: the `async`
 strategy needs requests only when the environment names a proxy or a .netrc, or a URL
-holds credentials, and a
-`processes` fetch process's start waits for every module its fork server loads.
+holds credentials, and a `processes` fetch process's start waits for every module its
+fork server loads.
 """
 
 from __future__ import annotations
@@ -202,7 +202,10 @@ def refuse_unsendable_credentials(url: str) -> None:
     """Raise InvalidURL when the user and password written in `url` cannot be sent, before
     a library tries. They are read as requests reads them (percent-escapes decoded as
     UTF-8; one that is not UTF-8, `%FF`, becomes U+FFFD), which aiohttp does not do alike:
-    it sent `%FF` as the three characters."""
+    it sent `%FF` as the three characters. Every request asks: most URLs hold no "@" at
+    all, and are not parsed."""
+    if "@" not in url:
+        return
     try:
         if "@" not in urllib.parse.urlsplit(url).netloc:
             return
