@@ -47,7 +47,13 @@ from scraper.demo import RunningSite
 from scraper.errors import ErrorKind, FetchError, InvalidURL, ScraperError
 from scraper.fetch import Fetcher, Limits, Response, open_fetcher, processes
 from scraper.fetch.decoding import ACCEPT_ENCODING
-from scraper.fetch.environment import Routes, tls_context
+from scraper.fetch.environment import (
+    Route,
+    Routes,
+    proxy_for_aiohttp,
+    proxy_for_requests,
+    tls_context,
+)
 from scraper.fetch.http import fetch_once
 from scraper.fetch.processes import ProcessFetcher
 from scraper.records import Request
@@ -513,21 +519,33 @@ def test_a_proxy_no_strategy_can_use_fails_alike(
         assert error_of(fetcher, plain_page).kind is kind
 
 
-@pytest.mark.usefixtures("no_proxy_settings")
-def test_async_reads_the_environment_once_per_origin(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """requests' lookups read the environment and parse the .netrc for every request, on
-    the event loop's thread: `Routes` asks once for each scheme, host and port."""
+@pytest.fixture
+def alices_netrc(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A .netrc that gives 127.0.0.1 the login alice, password secret."""
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login alice password secret\n")
     monkeypatch.setenv("NETRC", str(netrc))
+
+
+@pytest.fixture
+def netrc_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs requests' .netrc lookup is asked about, in order."""
     asked: list[str] = []
     read_netrc = requests.utils.get_netrc_auth
     monkeypatch.setattr(
         requests.utils, "get_netrc_auth", lambda url: asked.append(url) or read_netrc(url)
     )
-    routes = Routes()
+    return asked
+
+
+@pytest.mark.usefixtures("no_proxy_settings", "alices_netrc")
+@pytest.mark.parametrize("proxy_route", [proxy_for_requests, proxy_for_aiohttp])
+def test_the_environment_is_read_once_per_origin(
+    proxy_route: Callable[[str], Route], netrc_lookups: list[str]
+) -> None:
+    """requests' lookups read the environment and parse the .netrc for every request:
+    `Routes` asks once for each scheme, host and port."""
+    routes = Routes(proxy_route)
 
     first = routes("http://127.0.0.1:8000/a")
     assert routes("http://127.0.0.1:8000/b?c") == first
@@ -535,7 +553,7 @@ def test_async_reads_the_environment_once_per_origin(
     assert routes("http://bob:pw@127.0.0.1:8000/").authorization is None  # its own come first
     assert routes("http://@127.0.0.1:8000/").authorization == first.authorization
     routes("http://127.0.0.1:8001/")
-    assert asked == ["http://127.0.0.1:8000/", "http://127.0.0.1:8001/"]
+    assert netrc_lookups == ["http://127.0.0.1:8000/", "http://127.0.0.1:8001/"]
 
 
 @pytest.mark.usefixtures("no_proxy_settings")
@@ -545,25 +563,41 @@ def test_a_netrc_login_that_cannot_be_sent_matters_only_where_it_is_used(
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login \u0141ukasz password secret\n", encoding="utf-8")
     monkeypatch.setenv("NETRC", str(netrc))
-    routes = Routes()
+    routes = Routes(proxy_for_requests)
 
     assert routes("http://bob:pw@127.0.0.1:8000/").authorization is None  # its own are sent
     with pytest.raises(InvalidURL):
         routes("http://127.0.0.1:8000/")
 
 
-@pytest.mark.usefixtures("no_proxy_settings")
+@pytest.mark.usefixtures("no_proxy_settings", "alices_netrc")
 @pytest.mark.parametrize("userinfo", ["", "@"])  # "@": no credentials of the URL's own
-def test_every_strategy_sends_the_credentials_of_a_netrc(
-    strategy: str, userinfo: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    netrc = tmp_path / "netrc"
-    netrc.write_text("machine 127.0.0.1 login alice password secret\n")
-    monkeypatch.setenv("NETRC", str(netrc))
+def test_every_strategy_sends_the_credentials_of_a_netrc(strategy: str, userinfo: str) -> None:
     with serving_site(Site()) as site, fresh_fetcher(strategy) as fetcher:
         url = site.page("/page").replace("//", f"//{userinfo}", 1)
         assert answer_of(fetcher, url).status == 200
     assert site.authorizations == ["Basic YWxpY2U6c2VjcmV0"]  # alice:secret
+
+
+@pytest.mark.usefixtures("no_proxy_settings", "alices_netrc")
+def test_every_strategy_sends_a_urls_own_credentials_rather_than_the_netrcs(
+    strategy: str,
+) -> None:
+    """As aiohttp sends them. requests, reading the .netrc itself, sent its credentials."""
+    with serving_site(Site()) as site, fresh_fetcher(strategy) as fetcher:
+        assert answer_of(fetcher, site.page("/page").replace("//", "//bob:pw@", 1)).status == 200
+    assert site.authorizations == ["Basic Ym9iOnB3"]  # bob:pw
+
+
+@pytest.mark.usefixtures("no_proxy_settings", "alices_netrc")
+@pytest.mark.parametrize("strategy", ["sequential", "threads", "async"])  # not in this process
+def test_a_fetcher_reads_the_netrc_once_per_origin(strategy: str, netrc_lookups: list[str]) -> None:
+    """requests, reading the environment itself, parsed the .netrc for every request."""
+    with serving_site(Site()) as site, fresh_fetcher(strategy) as fetcher:
+        for path in ("/a", "/b", "/c"):
+            assert answer_of(fetcher, site.page(path)).status == 200
+    assert netrc_lookups == [site.url]
+    assert site.authorizations == ["Basic YWxpY2U6c2VjcmV0"] * 3  # alice:secret
 
 
 @pytest.mark.usefixtures("no_proxy_settings")

@@ -47,10 +47,9 @@ from scraper.fetch.environment import (
     Route,
     Routes,
     environment_decides,
-    refuse_unparseable_proxy,
+    proxy_for_aiohttp,
     refuse_unsendable_credentials,
     tls_context,
-    unparseable_proxies,
 )
 from scraper.fetch.exchange import (
     MAX_HEAD_LINE,
@@ -121,9 +120,7 @@ class _Client:
         self._open = _new_session(limits, self._sockets, public_only=False)
         self._guarded = _new_session(limits, self._sockets, public_only=True)
         self._tls: ssl.SSLContext | None = None
-        self._environment_decides = environment_decides()
-        self._unparseable = unparseable_proxies() if self._environment_decides else frozenset()
-        self._routes = Routes()
+        self._routes = Routes(proxy_for_aiohttp) if environment_decides() else None
 
     @classmethod
     async def open(cls, limits: Limits, workers: int) -> _Client:
@@ -146,8 +143,7 @@ class _Client:
         `public_only` one, as with requests), and the authorities every strategy trusts
         (`environment.tls_context`) for TLS to the server or to the proxy."""
         route = _Route()
-        if self._environment_decides and not request.public_only:
-            refuse_unparseable_proxy(request.url, self._unparseable)
+        if self._routes is not None and not request.public_only:
             route = _Route.of(request.url, self._routes(request.url))
         if request.url.startswith("https:") or (route.proxy or "").startswith("https:"):
             route = route._replace(tls=self._trusted())

@@ -1,14 +1,12 @@
 """What the environment says about a request, read as requests reads it, for every strategy.
 
-    environment_decides     whether a proxy or a .netrc must be looked up for each request
-                            (otherwise it is read once, as the crawl starts)
-    unparseable_proxies, refuse_unparseable_proxy
-                            a proxy that cannot be parsed fails its URLs with our message:
-                            requests' and aiohttp's quote its password
-    Routes                  the proxy and the credentials requests would use for a URL, for
-                            the strategy that is not requests (aiohttp reads the environment
-                            its own way: no ALL_PROXY, no address range in NO_PROXY...), looked
-                            up once per origin
+    environment_decides     whether a proxy or a .netrc must be looked up for requests
+                            (otherwise nothing is: the crawl starts without either)
+    Routes                  the proxy and the credentials requests would use for a URL,
+                            looked up once per origin, in the form each library takes the
+                            proxy (`proxy_for_requests`, `proxy_for_aiohttp`: aiohttp reads
+                            the environment its own way, with no ALL_PROXY, no address
+                            range in NO_PROXY...)
     ca_bundle, tls_context  the trusted certificate authorities: requests' choice, for all
     basic_authorization, refuse_unsendable_credentials
                             credentials (the environment's, a URL's own) as every strategy
@@ -32,10 +30,10 @@ from scraper.errors import ErrorKind, InvalidURL, TransportError
 
 if TYPE_CHECKING:
     import ssl
-
-    import yarl
+    from collections.abc import Callable
 
 ORIGINS_REMEMBERED = 4096  # origins whose route a crawl keeps (`Routes`)
+UNPARSEABLE_PROXY = "the proxy the environment names for this URL is no valid URL"
 UNSENDABLE_CREDENTIALS = (
     "credentials (the URL's, the .netrc's or the proxy's) hold a character outside Latin-1, "
     "which Basic authentication cannot send"
@@ -43,10 +41,10 @@ UNSENDABLE_CREDENTIALS = (
 
 
 def environment_decides() -> bool:
-    """True when the environment asks for per-request decisions: a proxy (with its
-    no_proxy exceptions) or a .netrc with credentials (where $NETRC names it, or in the
-    home directory: where requests looks). Otherwise there is nothing to look up for
-    each request, which costs requests about 2 ms of CPU a page in a large environment."""
+    """True when the environment names a proxy (with its no_proxy exceptions) or a .netrc
+    with credentials (where $NETRC names it, or in the home directory: where requests
+    looks), for `Routes` to look up. Otherwise there is nothing to look up at all:
+    requests' lookups cost about 2 ms of CPU a page in a large environment."""
     import urllib.request  # noqa: PLC0415 (5 ms: here, off the way to an async crawl's start)
 
     proxies = urllib.request.getproxies()
@@ -55,36 +53,6 @@ def environment_decides() -> bool:
     # os.path.exists, as requests looks: a file it cannot see (an unreadable home, a name
     # too long) is no file to it, where Path.exists raises
     return bool(proxies) or any(os.path.exists(os.path.expanduser(name)) for name in netrc_files)
-
-
-def unparseable_proxies() -> frozenset[str]:
-    """The proxies the environment names that cannot be parsed: requests' messages for
-    them quote the URL, password included, or part of it (urllib3 2.8: "'alice:s3' is not
-    a valid host or port"), and no pattern can mask what is cut up so."""
-    import urllib.request  # noqa: PLC0415 (as environment_decides)
-
-    from requests.utils import prepend_scheme_if_needed  # noqa: PLC0415 (only when asked)
-
-    unparseable = set()
-    for name, proxy in urllib.request.getproxies().items():
-        if name == "no":  # hosts, not a proxy
-            continue
-        try:
-            prepend_scheme_if_needed(proxy, "http")  # parses it, as requests does first
-        except ValueError:
-            unparseable.add(proxy)
-    return frozenset(unparseable)
-
-
-def refuse_unparseable_proxy(url: str, unparseable: frozenset[str]) -> None:
-    """Raise InvalidURL, with no credentials in it, when the proxy requests would take for
-    `url` is one of `unparseable`. Free when there is none, as there mostly is."""
-    if not unparseable:
-        return
-    from requests.utils import get_environ_proxies, select_proxy  # noqa: PLC0415
-
-    if select_proxy(url, get_environ_proxies(url)) in unparseable:
-        raise InvalidURL("the proxy the environment names for this URL is no valid URL")
 
 
 def ca_bundle() -> str:
@@ -114,12 +82,12 @@ def tls_context() -> ssl.SSLContext:
 
 
 class Route(NamedTuple):
-    """How requests would send one request, from the environment: through which proxy (its
-    URL without credentials, which libraries write into their errors) and with which
-    credentials, each a header value ready to send."""
+    """How one request goes out, from the environment: through which proxy, in the form
+    the library sending it takes (see `Routes`), and with which credentials, each a header
+    value ready to send."""
 
     proxy: str | None = None
-    proxy_authorization: str | None = None
+    proxy_authorization: str | None = None  # when the library does not send the proxy's
     authorization: str | None = None  # the .netrc's
 
 
@@ -127,18 +95,20 @@ class Routes:
     """The proxy and the .netrc credentials requests would use for a URL, decided by
     requests' own functions, once per origin (scheme, host and port) of a crawl: they read
     the environment and parse the .netrc again for every request (0.1-0.6 ms each here),
-    which for `async` is time its event loop cannot spend on other requests. For one crawl:
+    on the thread that sends the requests (for `async`, its event loop's). For one crawl:
     what an origin's first request found holds for the rest of it.
 
-    A URL's own credentials are used rather than the .netrc's, which aiohttp cannot send
-    with them (requests sends the .netrc's)."""
+    `proxy_route` makes the environment's proxy into a Route for the library that sends
+    the requests. A URL's own credentials are used rather than the .netrc's, as aiohttp
+    does (requests, left to look them up itself, sent the .netrc's)."""
 
-    def __init__(self) -> None:
-        self._for_origin = functools.lru_cache(maxsize=ORIGINS_REMEMBERED)(_origin_route)
+    def __init__(self, proxy_route: Callable[[str], Route]) -> None:
+        origin_route = functools.partial(_origin_route, proxy_route)
+        self._for_origin = functools.lru_cache(maxsize=ORIGINS_REMEMBERED)(origin_route)
 
     def __call__(self, url: str) -> Route:
         scheme, netloc = urllib.parse.urlsplit(url)[:2]
-        # as aiohttp reads a URL's own: "@" alone is none, ":pw@" is
+        # as aiohttp and requests read a URL's own: "@" alone is none, ":pw@" is
         own_credentials, _, host = netloc.rpartition("@")
         route, netrc_credentials = self._for_origin(scheme, host)
         if netrc_credentials and not own_credentials:
@@ -146,44 +116,62 @@ class Routes:
         return route
 
 
-def _origin_route(scheme: str, host: str) -> tuple[Route, tuple[str, str] | None]:
+def _origin_route(
+    proxy_route: Callable[[str], Route], scheme: str, host: str
+) -> tuple[Route, tuple[str, str] | None]:
     """The route to an origin, and the .netrc's credentials for it, encoded only where
     they are sent: a URL with its own never needs them."""
     from requests.utils import (  # noqa: PLC0415 (see the module's docstring)
-        get_auth_from_url,
         get_environ_proxies,
         get_netrc_auth,
         select_proxy,
     )
 
     url = f"{scheme}://{host}/"
-    route = Route()
     proxy = select_proxy(url, get_environ_proxies(url))
-    if proxy:
-        address = _proxy_address(proxy)
-        user, password = get_auth_from_url(str(address))
-        route = route._replace(
-            proxy=str(address.with_user(None)),
-            proxy_authorization=basic_authorization(user, password) if user else None,
-        )
-    return route, get_netrc_auth(url)
+    return (proxy_route(proxy) if proxy else Route()), get_netrc_auth(url)
 
 
-def _proxy_address(proxy: str) -> yarl.URL:
-    """The proxy's URL, refused as requests refuses it when aiohttp cannot use it: without
-    PySocks, requests has no SOCKS either. Its credentials stay out of every message."""
+def proxy_for_requests(proxy: str) -> Route:
+    """requests takes the proxy as the environment names it: its adapter sends the
+    credentials it holds, to the proxy alone."""
+    _with_scheme(proxy)  # parsed first, as requests parses it first
+    return Route(proxy=proxy)
+
+
+def proxy_for_aiohttp(proxy: str) -> Route:
+    """aiohttp takes the proxy's URL without its credentials (it writes the URL into its
+    errors), and the credentials as a header. One it cannot use is refused as requests
+    refuses it: without PySocks, requests has no SOCKS either."""
     import yarl  # noqa: PLC0415 (see the module's docstring)
-    from requests.utils import prepend_scheme_if_needed  # noqa: PLC0415
+    from requests.utils import get_auth_from_url  # noqa: PLC0415
 
     try:  # a port that is no number is refused here, with no password in the message
-        address = yarl.URL(prepend_scheme_if_needed(proxy, "http"))
+        address = yarl.URL(_with_scheme(proxy))
     except ValueError:
-        raise InvalidURL("the proxy the environment names is no valid URL") from None
+        raise InvalidURL(UNPARSEABLE_PROXY) from None
     if address.scheme.startswith("socks"):
         raise TransportError(f"a {address.scheme} proxy is not supported", ErrorKind.PROTOCOL)
     if address.scheme not in ("http", "https") or not address.host:
         raise InvalidURL(f"the proxy {address.with_user(None)} is no HTTP proxy")
-    return address
+    user, password = get_auth_from_url(str(address))
+    return Route(
+        proxy=str(address.with_user(None)),
+        proxy_authorization=basic_authorization(user, password) if user else None,
+    )
+
+
+def _with_scheme(proxy: str) -> str:
+    """The proxy's URL as requests reads it first, a scheme added where it has none; one
+    that cannot be parsed is InvalidURL with our message. requests' quotes the URL,
+    password included, or a piece of it (urllib3 2.8: "'alice:s3' is not a valid host or
+    port"), which no pattern can mask."""
+    from requests.utils import prepend_scheme_if_needed  # noqa: PLC0415 (see the docstring)
+
+    try:
+        return prepend_scheme_if_needed(proxy, "http")
+    except ValueError:
+        raise InvalidURL(UNPARSEABLE_PROXY) from None
 
 
 def basic_authorization(user: str, password: str) -> str:
