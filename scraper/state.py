@@ -1,12 +1,13 @@
 """Where a crawl's state lives between runs: a fresh start, an overwrite, or a resume.
 
-An output directory that holds a crawl is never silently replaced: a new run refuses it
-unless told `overwrite` (start over) or `resume` (continue). Resuming trusts the records
+An output directory that holds a crawl (or a state file, for a library crawl without one)
+is never silently reused: a new run refuses it unless told `overwrite` (start over) or
+`resume` (continue), and refuses one a running crawl holds either way. Resuming trusts the records
 on disk over the frontier's state: a URL with a record in pages.jsonl is DONE, whatever
 the frontier says, and its counts are carried into the new run's stats.
 
     open_crawl(config, stats)
-        ├── guard: is there a crawl here already?          (OutputError → exit 2)
+        ├── guard: is there a crawl here already, or one running?   (OutputError → exit 2)
         ├── CrawlOutput: pages.jsonl / skipped.jsonl (appended on resume, torn line dropped)
         ├── frontier: SQLiteFrontier(state) or MemoryFrontier
         └── resume: settings must match; records settle the frontier and the stats
@@ -24,11 +25,11 @@ from typing import Any
 from scraper.config import Config
 from scraper.errors import ConfigError, OutputError
 from scraper.frontier import Frontier, MemoryFrontier, SQLiteFrontier
+from scraper.frontier.sqlite import FILE_SUFFIXES, held, remove_state
 from scraper.sinks import PAGES_FILE, SKIPPED_FILE, CrawlOutput, OutputClaim, refuse_links
 from scraper.stats import Stats
 
 STATE_FILE = "state.sqlite"
-_SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 # The settings that give a crawl its meaning: resuming with others would mix two crawls.
 _BINDING_SETTINGS = ("depth", "max_pages", "allow_domains", "ignore_robots", "allow_private")
@@ -46,9 +47,12 @@ class Crawl:
 def open_crawl(config: Config, stats: Stats) -> Crawl:
     """Open the frontier and the output directory as `config` asks; see the module doc."""
     with contextlib.ExitStack() as undo:  # on any failure: close what was opened
-        output = _open_output(config) if config.output is not None else None
-        if output is not None:
+        output = None
+        if config.output is not None:
+            output = _open_output(config)
             undo.callback(output.close, None)  # and with it the claim on the directory
+        elif config.state is not None:  # the library's
+            _clear_previous_crawl(config)
         frontier = _open_frontier(config)
         undo.callback(frontier.close)
         if config.resume:
@@ -61,21 +65,45 @@ def open_crawl(config: Config, stats: Stats) -> Crawl:
 
 def _open_output(config: Config) -> CrawlOutput:
     """Claim the output directory and clear what --overwrite replaces. What it holds is
-    checked before the claim, so a refused crawl creates no directory, and again under it,
-    as another crawl may have run in between."""
+    checked under the claim, so that a directory a running crawl holds is refused as in
+    use, and before it when there is no directory yet, so that a refused crawl creates
+    none."""
     assert config.output is not None
-    _refuse_previous_crawl(config)
+    if not config.output.is_dir():
+        with _states_held(config):
+            _refuse_previous_crawl(config)
     claim = OutputClaim(config.output)
     try:
-        _refuse_previous_crawl(config)
-        refuse_links(config.output, (STATE_FILE + suffix for suffix in _SQLITE_COMPANIONS))
-        if config.overwrite:
-            for state in _state_files(config):
-                _remove_state(state)
+        refuse_links(config.output, (STATE_FILE + suffix for suffix in FILE_SUFFIXES))
+        _clear_previous_crawl(config)
         return CrawlOutput(claim, append=config.resume)
     except BaseException:
         claim.release()
         raise
+
+
+def _clear_previous_crawl(config: Config) -> None:
+    """Refuse what an earlier crawl left (`_refuse_previous_crawl`), or with `overwrite`
+    delete its state (the JSONL files are truncated when opened). Its state files are held
+    meanwhile: one a running crawl holds is refused as in use (a state file elsewhere than
+    the output directory, which the claim covers, or a library crawl's with none).
+    Without an output directory, the state file was reused as it was: every URL it had
+    finished was taken for done, and the crawl yielded none of them."""
+    with _states_held(config) as states:
+        _refuse_previous_crawl(config)
+        if config.overwrite:
+            for state in states:
+                remove_state(state)
+
+
+@contextlib.contextmanager
+def _states_held(config: Config) -> Iterator[list[Path]]:
+    """The crawl's state files (`_state_files`), each held meanwhile (`sqlite.held`)."""
+    with contextlib.ExitStack() as holding:
+        states = _state_files(config)
+        for state in states:
+            holding.enter_context(held(state))
+        yield states
 
 
 def _open_frontier(config: Config) -> Frontier:
@@ -90,22 +118,29 @@ def _open_frontier(config: Config) -> Frontier:
 
 
 def _refuse_previous_crawl(config: Config) -> None:
-    assert config.output is not None
-    if config.resume:
-        if config.state is None or not config.state.exists():
+    if config.resume:  # a Config that resumes has both
+        assert config.output is not None and config.state is not None
+        if not config.state.exists():
             raise OutputError(f"nothing to resume in {config.output}: no {STATE_FILE} there")
     elif not config.overwrite:
         found = [path.name for path in _crawl_files(config) if _holds_data(path)]
-        if found:
+        if found and config.output is not None:
             raise OutputError(
                 f"{config.output} already holds a crawl ({', '.join(found)}): use --resume"
                 " (resume=True) to continue it or --overwrite (overwrite=True) to start over"
             )
+        if found:
+            raise OutputError(
+                f"the crawl state {config.state} holds an earlier crawl: use overwrite=True"
+                " to start over (resuming needs the crawl's output directory)"
+            )
 
 
 def _crawl_files(config: Config) -> list[Path]:
-    assert config.output is not None
-    return [config.output / PAGES_FILE, config.output / SKIPPED_FILE, *_state_files(config)]
+    records = (
+        [] if config.output is None else [config.output / PAGES_FILE, config.output / SKIPPED_FILE]
+    )
+    return [*records, *_state_files(config)]
 
 
 def _state_files(config: Config) -> list[Path]:
@@ -113,8 +148,8 @@ def _state_files(config: Config) -> list[Path]:
     with its frontier in memory (or its state elsewhere) still replaces or refuses what an
     earlier crawl left there. Left behind by --overwrite, it made a later --resume take
     every URL it listed for done, and record none of them."""
-    assert config.output is not None
-    return list(dict.fromkeys(p for p in (config.state, config.output / STATE_FILE) if p))
+    in_output = None if config.output is None else config.output / STATE_FILE
+    return list(dict.fromkeys(path for path in (config.state, in_output) if path))
 
 
 def _holds_data(path: Path) -> bool:
@@ -122,13 +157,6 @@ def _holds_data(path: Path) -> bool:
         return path.stat().st_size > 0
     except OSError:
         return False
-
-
-def _remove_state(state: Path) -> None:
-    """Delete a previous state file (the JSONL files are truncated when opened)."""
-    for suffix in _SQLITE_COMPANIONS:
-        with contextlib.suppress(FileNotFoundError):
-            state.with_name(state.name + suffix).unlink()
 
 
 def _binding_settings(config: Config) -> dict[str, Any]:

@@ -303,6 +303,21 @@ def test_an_unusable_state_path_raises_output_error(tmp_path: Path, where: str) 
     assert str(path) in str(raised.value)
 
 
+def test_a_state_file_is_one_crawls_at_a_time(state: Path) -> None:
+    """A second crawl on the state would give itself the first one's leases as a dead
+    run's, and fetch and record its URLs again; it soon died of "database is locked"."""
+    first = SQLiteFrontier(state, per_host=4)
+    try:
+        first.add(Request(f"{A}/1"))
+        with pytest.raises(OutputError, match="in use by another crawl"):
+            SQLiteFrontier(state, per_host=4)
+        assert first.next_request(timeout=0) is not None  # the first goes on
+    finally:
+        first.close()
+    again = SQLiteFrontier(state, per_host=4)
+    again.close()
+
+
 def test_urls_forgotten_by_the_ram_cache_are_still_known_from_disk(
     open_state: Opener, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1204,17 +1204,48 @@ def test_a_failure_to_shut_down_is_raised_when_nothing_failed_before(demo_site, 
         run_crawl([demo_site.url], output=tmp_path)
 
 
-def test_a_second_crawl_in_a_directory_in_use_is_refused(demo_site, tmp_path):
-    """Even with overwrite=True: it would take over the running crawl's state and files."""
+@pytest.mark.parametrize("again", [{}, {"overwrite": True}], ids=["new", "overwrite"])
+def test_a_second_crawl_in_a_directory_in_use_is_refused(demo_site, tmp_path, again):
+    """Even with overwrite=True: it would take over the running crawl's state and files.
+    Without, it was told that the directory held a crawl, to be resumed or overwritten."""
     first = crawl([demo_site.url], depth=1, output=tmp_path, parse="inline")
     next(first)  # running: it holds the directory until it ends
     try:
         with pytest.raises(OutputError, match="in use by another crawl"):
-            next(crawl([demo_site.url], output=tmp_path, overwrite=True))
+            next(crawl([demo_site.url], output=tmp_path, **again))
         assert len(list(first)) > 1, "the first crawl goes on"
     finally:
         first.close()
     assert list(crawl([demo_site.url], output=tmp_path, overwrite=True))  # free again
+
+
+@pytest.mark.parametrize("again", [{}, {"overwrite": True}], ids=["new", "overwrite"])
+@pytest.mark.parametrize("output", [None, "elsewhere"])
+def test_a_second_crawl_on_a_state_file_in_use_is_refused(demo_site, tmp_path, again, output):
+    """The output directory's claim does not cover a state file elsewhere, or a crawl with
+    none: two crawls fetched and recorded the same URLs, and one died of "database is
+    locked". With overwrite=True, the running crawl's state was deleted under it."""
+    state = tmp_path / "state.sqlite"
+    first = crawl([demo_site.url], depth=1, state=state, parse="inline")
+    next(first)
+    try:
+        with pytest.raises(OutputError, match="in use by another crawl"):
+            next(crawl([demo_site.url], state=state, output=output and tmp_path / output, **again))
+        assert len(list(first)) > 1, "the first crawl goes on"
+    finally:
+        first.close()
+    assert state.exists()
+
+
+def test_a_state_file_of_an_earlier_crawl_is_refused_without_an_output_directory(
+    demo_site, tmp_path
+):
+    """Reused, its URLs were all taken for done: the second crawl yielded nothing."""
+    state = tmp_path / "state.sqlite"
+    assert len(list(crawl([demo_site.url], state=state, parse="inline"))) == 1
+    with pytest.raises(OutputError, match="holds an earlier crawl: use overwrite=True"):
+        next(crawl([demo_site.url], state=state, parse="inline"))
+    assert len(list(crawl([demo_site.url], state=state, parse="inline", overwrite=True))) == 1
 
 
 def test_a_refused_resume_creates_no_directory(tmp_path):

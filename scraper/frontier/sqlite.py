@@ -40,6 +40,7 @@ _MAX_PARAMETERS = 500  # SQLite allows at least 999 parameters per statement
 COMMIT_EVERY = 0.5  # seconds between commits of lease state changes
 
 PENDING, LEASED, DONE = 0, 1, 2
+FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")  # a state file and what SQLite adds to it
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hosts (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -106,8 +107,7 @@ class SQLiteFrontier(ScheduledFrontier):
         self._known_urls = _Recent(RECENT)  # surely in `urls`: no query needed
         self._known_skips = _Recent(RECENT)  # surely in `skipped`
         with self._storage():
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db = _connect_alone(path)
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(_SCHEMA)
             self._db.execute("UPDATE urls SET state = ? WHERE state = ?", (PENDING, LEASED))
@@ -327,6 +327,58 @@ class SQLiteFrontier(ScheduledFrontier):
             yield
         except sqlite3.Error as error:
             raise _output_error(self.path, error) from error
+
+
+@contextlib.contextmanager
+def held(path: Path) -> Iterator[None]:
+    """Hold the state file at `path` for as long as the `with` lasts, so that no crawl
+    opens it meanwhile; OutputError when a running crawl holds it. Nothing to hold where
+    there is no file, or one that is no database (damaged)."""
+    with contextlib.ExitStack() as holding:
+        with contextlib.suppress(sqlite3.DatabaseError):
+            if path.exists():
+                holding.enter_context(contextlib.closing(_connect_alone(path)))
+        yield
+
+
+def remove_state(path: Path) -> None:
+    """Delete the state file at `path` and what SQLite added to it. Under `held(path)`:
+    deleted under a running crawl, its state would be lost, and the next crawl's state
+    would be a new file beside it."""
+    for suffix in FILE_SUFFIXES:
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + suffix).unlink()
+
+
+def _connect_alone(path: Path) -> sqlite3.Connection:
+    """A connection that holds the state file for this crawl alone until it is closed.
+
+    Two crawls on one state would take each other's leases for a dead run's (opening gives
+    them back) and fetch and record the same URLs; the second soon died of "database is
+    locked". The output directory's claim (sinks.OutputClaim) does not cover a state file
+    elsewhere, or a library crawl with no output directory. So the connection takes
+    SQLite's exclusive lock as it opens and keeps it (locking_mode EXCLUSIVE, which in WAL
+    mode also keeps the WAL's index in memory, with no -shm file), and a second crawl is
+    refused at once (no busy wait: `timeout=0`). Other programs cannot read the file
+    meanwhile either."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    try:
+        db.execute("PRAGMA locking_mode = EXCLUSIVE")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("BEGIN EXCLUSIVE")  # takes the lock now, not at the first write
+        db.execute("COMMIT")
+    except sqlite3.OperationalError as error:
+        db.close()
+        if "locked" not in str(error):  # SQLITE_BUSY's message (3.10 has no error codes)
+            raise
+        raise OutputError(
+            f"the crawl state {path} is in use by another crawl: wait for it to end, or"
+            " choose another state file"
+        ) from None
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def _output_error(path: Path, error: sqlite3.Error) -> OutputError:
