@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from scraper.urls import BadLine, ListedURL
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_MESSAGES_LOST = 0, 1, 2, 130, 120
+_STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # each stops a crawl in order
 
 
 def run() -> None:
@@ -392,27 +393,32 @@ def port(text: str) -> int:
 
 @contextlib.contextmanager
 def _first_interrupt_stops(crawler: Crawler) -> Iterator[threading.Event]:
-    """While the crawl runs, the first Ctrl-C stops it in order; the next one exits at once.
-    The event tells whether it was interrupted; the previous handler is restored after.
+    """While the crawl runs, the first Ctrl-C or SIGTERM stops it in order; the next one
+    exits at once. The event tells whether it was interrupted; the previous handlers are
+    restored after.
 
     The handler only asks the crawl to stop: raising KeyboardInterrupt instead could land
-    between writing a record and counting it, or in the middle of a write.
+    between writing a record and counting it, or in the middle of a write. SIGTERM is what
+    `kill`, `docker stop`, systemd and Kubernetes send to end a program: killed by it, the
+    crawl left no stats.json, and its parse processes' semaphores to the resource tracker.
     """
     interrupted = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGINT, _exit_at_once)
+        for stopping in _STOPPING_SIGNALS:
+            signal.signal(stopping, _exit_at_once)
         interrupted.set()
         crawler.stop()
 
     if threading.current_thread() is not threading.main_thread():
         yield interrupted  # signals reach only the main thread: nothing to install
         return
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {stopping: signal.signal(stopping, handler) for stopping in _STOPPING_SIGNALS}
     try:
         yield interrupted
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for stopping, restored in previous.items():
+            signal.signal(stopping, restored)
 
 
 def _exit_at_once(signum: int, frame: FrameType | None) -> None:

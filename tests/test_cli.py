@@ -452,7 +452,11 @@ def test_no_child_process_outlives_a_killed_crawl(slow_site, tmp_path, fetch):
 
 
 @pytest.mark.parametrize("target", ["process group", "main process"])
-def test_ctrl_c_stops_the_crawl_in_order(slow_site, tmp_path, target):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_stops_the_crawl_in_order(slow_site, tmp_path, target, signum):
+    """SIGTERM (kill, docker stop, systemd) killed the crawl as it came: no stats.json.
+    Sent to the whole group, it ends the parse processes at once too: the crawl still
+    stops in order."""
     listing = write_list(tmp_path, slow_site.url)
     output = tmp_path / "output"
     with (tmp_path / "stderr.txt").open("w") as stderr:
@@ -476,9 +480,9 @@ def test_ctrl_c_stops_the_crawl_in_order(slow_site, tmp_path, target):
         assert started
         assert process.poll() is None, "the crawl ended before it could be interrupted"
         if target == "process group":  # what a terminal's Ctrl-C does
-            os.killpg(process.pid, signal.SIGINT)
+            os.killpg(process.pid, signum)
         else:
-            os.kill(process.pid, signal.SIGINT)
+            os.kill(process.pid, signum)
         status = process.wait(SIGNAL_TIMEOUT)
         assert status == 130
         assert wait_for(lambda: not session_processes(process.pid), GRACE), session_processes(
@@ -603,12 +607,12 @@ def test_fetch_processes_the_system_refuses_end_the_run_with_status_2(
     assert capsys.readouterr().err.startswith("scrape: error: cannot start the fetch processes")
 
 
-def test_an_in_process_run_gives_back_the_sigint_handler(fresh_site, tmp_path):
-    """A program that calls main() keeps its own Ctrl-C handling afterwards."""
+def test_an_in_process_run_gives_back_the_signal_handlers(fresh_site, tmp_path):
+    """A program that calls main() keeps its own Ctrl-C and SIGTERM handling afterwards."""
     listing = tmp_path / "list.txt"
     listing.write_text(fresh_site.url + "\n")
-    before = signal.getsignal(signal.SIGINT)
+    before = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
     status = main([str(listing), "-o", str(tmp_path / "out"), "--quiet", "--parse", "inline"])
     assert status == 0
-    assert signal.getsignal(signal.SIGINT) is before
+    assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == before
     assert len(read_jsonl(tmp_path / "out" / "pages.jsonl")) == 1
