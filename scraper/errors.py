@@ -129,3 +129,14 @@ def shown(value: object) -> str:
 
 
 _SHOWN_MAX = 80  # characters of a value an error message shows
+
+
+def described(error: BaseException) -> str:
+    """A user's exception as a message: its type and its text. An exception whose text
+    cannot be had (its __str__ raises) is named by its type alone: formatting it raised in
+    the collector's callback, and the crawl waited forever for the batch's result."""
+    try:
+        text = str(error)
+    except Exception:
+        return f"{type(error).__name__} (its message could not be read)"
+    return f"{type(error).__name__}: {text}"

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -48,7 +49,7 @@ from w3lib.encoding import (
     to_unicode,
 )
 
-from scraper.errors import InvalidURL, ParseError
+from scraper.errors import InvalidURL, ParseError, described
 from scraper.records import PageMeta, ParsedPage
 from scraper.urls import canonicalize, resolution_base
 
@@ -121,6 +122,7 @@ _NON_DOCUMENT_CODECS = frozenset(
 # deletes every tab and newline inside it; we clean hrefs the same way before resolving them.
 _C0_CONTROL_OR_SPACE = "".join(map(chr, range(0x21)))
 _TAB_OR_NEWLINE = str.maketrans("", "", "\t\n\r")
+_QUIET_SOUP = threading.Lock()  # held while a soup is made with bs4's warnings off
 # The text nodes inside an element, as plain strings (`itertext`'s, in one call).
 _TEXT_NODES = etree.XPath("descendant::text()", smart_strings=False)
 # Absolute with a host: resolved without the base ("http:x" and "http:///x" are relative).
@@ -239,10 +241,13 @@ def parse_page(
     soup = _make_soup(text)
     try:
         data = extract(soup, url)
-    # User code may fail in any way, sys.exit() included: report it, never crash. Only
-    # KeyboardInterrupt goes through: Ctrl-C in a program parsing inline must stop it.
-    except (Exception, SystemExit) as error:
-        raise ParseError(f"{type(error).__name__}: {error}") from None
+    # User code may fail in any way, sys.exit() or a BaseException of its own included:
+    # report it, never crash. Only KeyboardInterrupt goes through: Ctrl-C in a program
+    # parsing inline must stop it.
+    except KeyboardInterrupt:
+        raise
+    except BaseException as error:
+        raise ParseError(described(error)) from None
     return replace(page, data=data)
 
 
@@ -287,12 +292,14 @@ def _make_soup(text: str) -> BeautifulSoup:
     )
     from bs4.exceptions import ParserRejectedMarkup  # noqa: PLC0415
 
-    with warnings.catch_warnings():
+    with _QUIET_SOUP, warnings.catch_warnings():
         # bs4 warns when a short document looks like a URL or file name, or starts with
         # <?xml. A crawler parses whatever servers send as HTML, so both are expected and
         # the warnings are noise (and errors under pytest's filterwarnings=error).
-        # catch_warnings swaps process-wide state: fine in a pool worker, where parses run
-        # one at a time; concurrent parses in threads may see each other's filters.
+        # catch_warnings swaps process-wide state, which two parse threads restored in
+        # each other's order: the filters stayed in the program after a crawl. One soup
+        # at a time is made under them (the parse of a page runs no Python in parallel
+        # anyway); the extraction itself runs outside.
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)
         try:

@@ -16,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import pickle
 import threading
 import time
 from collections.abc import Iterable
@@ -25,7 +26,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from scraper.config import Config, Extractor
-from scraper.errors import OutputError, ParseError, ParseProcessDied
+from scraper.errors import (
+    ConfigError,
+    OutputError,
+    ParseError,
+    ParseProcessDied,
+    ScraperError,
+    described,
+)
 from scraper.fetch.base import Response
 from scraper.records import ParsedPage
 from scraper.sinks import FileStore
@@ -88,6 +96,27 @@ def save_and_parse_all(
     ]
 
 
+def save_and_parse_in_process(
+    pages: list[tuple[str, str, Response]], files: FileStore | None
+) -> list[PageWork]:
+    """`save_and_parse_all` in a parse process, with the extraction function it loaded as
+    it started (`_start_parser`). One it could not load (ConfigError) ends the crawl."""
+    if _EXTRACTION.failure is not None:
+        raise ConfigError(_EXTRACTION.failure)
+    return save_and_parse_all(pages, _EXTRACTION.function, files)
+
+
+@dataclass
+class _Extraction:
+    """A parse process's extraction function, or why it could not be loaded."""
+
+    function: Extractor | None = None
+    failure: str | None = None
+
+
+_EXTRACTION = _Extraction()  # set once in each parse process, as it starts
+
+
 def _parse(url: str, response: Response, extract: Extractor | None) -> ParsedPage:
     # Imported here: the main process imports this module for ParseStage, and needs the
     # parser (lxml, w3lib: ≈ 30 ms and 5 MB) only when it parses itself (inline, threads).
@@ -135,7 +164,7 @@ def _as_parse_error(error: BaseException) -> ParseError:
         return error
     if isinstance(error, BrokenProcessPool):
         return ParseProcessDied("the parse process died on this page")
-    return ParseError(f"{type(error).__name__}: {error}")
+    return ParseError(described(error))
 
 
 class ParseStage:
@@ -185,7 +214,11 @@ class ParseStage:
         """Start `save_and_parse_all` on a batch. None when the pool had broken: a new one
         is started, and the batch is for the caller to send again."""
         executor = self._opened()
-        job = functools.partial(save_and_parse_all, pages, self._config.extract, files)
+        job = (
+            functools.partial(save_and_parse_in_process, pages, files)
+            if isinstance(executor, _ParseProcesses)
+            else functools.partial(save_and_parse_all, pages, self._config.extract, files)
+        )
         try:
             try:
                 return executor.submit(job)
@@ -195,6 +228,7 @@ class ParseStage:
                 # latter. Asked again, a broken pool says so; anything else is raised again.
                 return executor.submit(job)
         except BrokenProcessPool:
+            _refuse_a_pool_that_never_ran(executor)
             _log.warning("a parse process died; starting a new parse pool")
             if isinstance(executor, ProcessPoolExecutor):
                 terminate_pool(executor)
@@ -203,13 +237,16 @@ class ParseStage:
 
     @staticmethod
     def result(future: Future[list[PageWork]]) -> list[PageWork] | ParseError:
-        """A finished batch as a value; raises OutputError if a page could not be saved."""
+        """A finished batch as a value. Raises what ends the crawl: OutputError if a page
+        could not be saved, ConfigError if the parse processes could not load the
+        extraction function. (Processes that died as they started are found by the next
+        `submit`, which knows the pool.)"""
         if future.cancelled():
             return ParseError("parsing was cancelled")
         error = future.exception()
         if error is None:
             return future.result()
-        if isinstance(error, OutputError):
+        if isinstance(error, OutputError | ConfigError):
             raise error
         return _as_parse_error(error)
 
@@ -263,39 +300,76 @@ def open_parse_pool(config: Config) -> Executor:
         return InlineExecutor()
     if config.parse == "threads":
         return ThreadPoolExecutor(config.parsers, thread_name_prefix="parse")
-    context = process_context(preload_for(config.fetch))
-    return _started(
-        ProcessPoolExecutor(
-            config.parsers,
-            mp_context=context,
-            initializer=_start_parser,
-            initargs=(os.getpid(),),
-        ),
+    extract = None if config.extract is None else pickle.dumps(config.extract)
+    pool = _ParseProcesses(
         config.parsers,
+        mp_context=process_context(preload_for(config.fetch)),
+        initializer=_start_parser,
+        initargs=(os.getpid(), extract),
     )
+    pool.start(config.parsers)
+    return pool
 
 
-def _start_parser(crawl: int) -> None:
+def _start_parser(crawl: int, extract: bytes | None) -> None:
     """Runs first in every parse process: the parser is imported now, as the process
-    starts, rather than with its first page."""
+    starts, rather than with its first page, and the extraction function is loaded once
+    (it was sent with every batch: a callable holding 50 MB made 30 pages take 1.5 s).
+
+    Loaded here, one that cannot be found in this process (a function defined under `if
+    __name__ == "__main__":` pickles by its name, which the process, running the script
+    again as `__mp_main__`, never defines) is a message for the crawl to end with, where
+    unpickling it with each batch killed the process: every page failed to parse."""
     start_child(crawl)
     importlib.import_module("scraper.parse")
-
-
-def _started(pool: ProcessPoolExecutor, processes: int) -> ProcessPoolExecutor:
-    """Start the pool's processes now, while the crawl fetches its first pages and
-    robots.txt, rather than when pages arrive and have to wait for them. The pool starts a
-    process for a call that finds none idle, so one call each starts them all.
-
-    Raises ScraperError when the system refuses a process (see START_FAILURES): the
-    crawl ends with that message, and the processes already started are ended."""
+    if extract is None:
+        return
     try:
-        for _ in range(processes):
-            pool.submit(int)
-    except START_FAILURES as error:
-        terminate_pool(pool)
-        raise start_failure("parse processes", error) from error
-    return pool
+        _EXTRACTION.function = pickle.loads(extract)
+    except Exception as error:
+        _EXTRACTION.failure = (
+            f"the parse processes cannot load the extraction function ({described(error)}):"
+            " it must be defined at the top level of a module, outside `if __name__ =="
+            ' "__main__":`, or parse must be "threads" or "inline"'
+        )
+
+
+class _ParseProcesses(ProcessPoolExecutor):
+    """The parse pool of `--parse processes`, which knows whether its processes ever ran."""
+
+    _warmups: list[Future[int]]
+
+    def start(self, processes: int) -> None:
+        """Start the pool's processes now, while the crawl fetches its first pages and
+        robots.txt, rather than when pages arrive and have to wait for them. The pool
+        starts a process for a call that finds none idle, so one call each starts them all.
+
+        Raises ScraperError when the system refuses a process (see START_FAILURES): the
+        crawl ends with that message, and the processes already started are ended."""
+        try:
+            self._warmups = [self.submit(int) for _ in range(processes)]
+        except START_FAILURES as error:
+            terminate_pool(self)
+            raise start_failure("parse processes", error) from error
+
+    def never_ran(self) -> bool:
+        """Whether no process of the pool ever ran a call: the start-up calls go first, so
+        a pool that broke before any of them ended did not break on a page."""
+        return not any(
+            call.done() and not call.cancelled() and call.exception() is None
+            for call in self._warmups
+        )
+
+
+def _refuse_a_pool_that_never_ran(executor: Executor) -> None:
+    """Raise ScraperError when `executor`, now broken, is a parse pool whose processes
+    died as they started: a new pool would die alike, and every page be blamed for it."""
+    if isinstance(executor, _ParseProcesses) and executor.never_ran():
+        raise ScraperError(
+            "the parse processes died as they started (their messages are above); a"
+            " script that crawls runs again in each of them, so its crawl must be under"
+            ' `if __name__ == "__main__":`'
+        ) from None
 
 
 class InlineExecutor(Executor):

@@ -45,7 +45,6 @@ from scraper.errors import (
     ErrorKind,
     FetchError,
     InvalidURL,
-    OutputError,
     ParseError,
     TransportError,
     shown,
@@ -438,9 +437,13 @@ class _Run:
             self.events.put(_Fetched(request, outcome))
 
     def _on_parsed(self, jobs: list[_ParseJob], future: Future[list[PageWork]]) -> None:
+        """Pass a batch's result on to the collector. What ends the crawl instead (a page
+        that could not be saved on a full disk, parse processes that cannot start) is
+        passed on too: raised in this callback, it would be logged by the pool, and the
+        crawl would wait for the batch forever."""
         try:
             self.events.put(_Parsed(jobs, self.parse_stage.result(future)))
-        except OutputError as error:  # the page could not be saved: the disk is full
+        except Exception as error:  # the collector raises it: the crawl ends in order
             self.events.put(_Failed(error))
 
     # -- collecting (the iterating thread) ---------------------------------------------

@@ -66,13 +66,25 @@ def start_failure(children: str, error: BaseException) -> ScraperError:
 
 def refuse_a_main_children_cannot_run() -> None:
     """Raise ConfigError when the main script was read from standard input (`python - <
-    script.py`: its `__file__` is "<stdin>").
+    script.py`: its `__file__` is "<stdin>"), or when this process is a child running the
+    main script again, which then starts a crawl of its own.
 
     Every child that spawn or the fork server starts runs the main script again first
     (so that what it defines can be unpickled there), from its file: without one, each
     child fails as it starts, with a traceback of its own, and the crawl's pages all fail
     to parse. Said once, before anything starts, with what does work.
+
+    A script whose crawl is not under `if __name__ == "__main__":` starts it again in
+    every child: each one's crawl fetched robots.txt and the listed pages before failing.
+    multiprocessing marks a child while it runs the main script again (`_inheriting`, set
+    by spawn's `_main`, which the fork server's children run too); its own check of that
+    mark raises only once a process is started.
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ConfigError(
+            "a crawl started in a parse or fetch process as it ran the main script again:"
+            ' the script\'s crawl must be under `if __name__ == "__main__":`'
+        )
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if path is None or getattr(main, "__spec__", None) is not None:

@@ -41,6 +41,50 @@ def exits_on_page_1(soup: Any, url: str) -> str:
     return "fine"
 
 
+class OwnBaseException(BaseException):
+    """A BaseException of the user's own, neither Exception nor KeyboardInterrupt."""
+
+
+class Unprintable(Exception):
+    """An exception whose text cannot be had: its __str__ raises."""
+
+    def __str__(self) -> str:
+        raise Unprintable
+
+
+def raises_its_own_base_exception_on_page_1(soup: Any, url: str) -> str:
+    if url.endswith(FAILING_SUFFIX):
+        raise OwnBaseException(FAILURE_TEXT)
+    return "fine"
+
+
+def raises_the_unprintable_on_page_1(soup: Any, url: str) -> str:
+    if url.endswith(FAILING_SUFFIX):
+        raise Unprintable
+    return "fine"
+
+
+LOADS = 0  # in each process: how often a CountsItsLoads was unpickled there
+
+
+class CountsItsLoads:
+    """An extraction whose data is how often it was unpickled in the process running it."""
+
+    def __init__(self) -> None:
+        self.name = "counts its loads"  # some state, so that unpickling calls __setstate__
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        global LOADS  # noqa: PLW0603 (the point of it: a count per process)
+        LOADS += 1
+        self.__dict__.update(state)
+
+    def __call__(self, soup: Any, url: str) -> int:
+        return LOADS
+
+
+counts_its_loads = CountsItsLoads()
+
+
 def returns_a_set(soup: Any, url: str) -> set[str]:
     """A value JSON cannot encode."""
     return {url}

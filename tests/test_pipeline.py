@@ -765,19 +765,29 @@ def test_extracted_bs4_strings_arrive_as_plain_strings(demo_site):
 
 @pytest.mark.parametrize("parse", ["processes", "threads", "inline"])
 @pytest.mark.parametrize(
-    ("extract", "raised"),
-    [(extractors.fails_on_page_1, "RuntimeError"), (extractors.exits_on_page_1, "SystemExit")],
+    ("extract", "message"),
+    [
+        (extractors.fails_on_page_1, f"RuntimeError: {extractors.FAILURE_TEXT}"),
+        (extractors.exits_on_page_1, f"SystemExit: {extractors.FAILURE_TEXT}"),
+        # parsing inline, it ended the crawl
+        (
+            extractors.raises_its_own_base_exception_on_page_1,
+            f"OwnBaseException: {extractors.FAILURE_TEXT}",
+        ),
+        # in the parse processes, formatting it raised in a callback: the crawl waited forever
+        (
+            extractors.raises_the_unprintable_on_page_1,
+            "Unprintable (its message could not be read)",
+        ),
+    ],
 )
-def test_a_raising_extractor_fails_its_page_only(demo_site, parse, extract, raised):
+def test_a_raising_extractor_fails_its_page_only(demo_site, parse, extract, message):
     pages = run_crawl([demo_site.url], depth=1, parse=parse, extract=extract)
     records = by_url(pages)
     failed = records[demo_site.url_for("/page/1")]
     assert failed.ok is False
     assert failed.status == 200
-    assert failed.error is not None
-    assert failed.error["kind"] == "parse"
-    assert extractors.FAILURE_TEXT in failed.error["message"]
-    assert raised in failed.error["message"]
+    assert failed.error == {"kind": "parse", "message": message}
     assert failed.sha256 == hashlib.sha256(demo_site.body_for("/page/1") or b"").hexdigest()
     others = [page for page in pages if page is not failed and page.content_type == "text/html"]
     assert len(others) > 3
@@ -1049,6 +1059,71 @@ def test_a_script_read_from_stdin_is_told_processes_cannot_start(tmp_path):
         assert "parse='threads' or 'inline'" in outcomes[refused]
     assert outcomes["inline/threads"] == ["connect"]
     assert "Traceback" not in done.stderr
+
+
+def test_each_parse_process_loads_the_extraction_function_once(demo_site):
+    """It was sent with every batch: a callable holding 50 MB made 30 pages take 1.5 s."""
+    pages = run_crawl([demo_site.url], depth=2, extract=extractors.counts_its_loads, parsers=2)
+    parsed = [page for page in pages if page.content_type == "text/html"]
+    assert len(parsed) > 2 * 8  # more batches than parse processes
+    assert {page.data for page in parsed} == {1}
+
+
+def test_parse_threads_leave_the_programs_warning_filters_as_they_were(demo_site):
+    """Two threads each saving and restoring them (warnings.catch_warnings) around bs4,
+    in each other's order, left bs4's two "ignore" filters in the program."""
+    before = list(warnings.filters)
+    for _ in range(3):
+        run_crawl([demo_site.url], depth=2, extract=extractors.headings, parse="threads")
+    assert warnings.filters == before
+
+
+GUARDED_EXTRACTION_SCRIPT = """
+from scraper import crawl
+
+if __name__ == "__main__":
+    def titles(soup, url):
+        return soup.title.get_text()
+
+    try:
+        list(crawl([{url!r}], depth=1, extract=titles))
+    except ValueError as error:
+        print(f"{{type(error).__name__}}: {{error}}")
+"""
+
+
+def test_an_extraction_function_the_parse_processes_cannot_find_ends_the_crawl(demo_site, tmp_path):
+    """Defined under the main guard, it pickles by a name that the parse processes, running
+    the script again, never define: unpickled with each batch, it killed the process, and
+    every page failed to parse (with a traceback each)."""
+    (tmp_path / "guarded.py").write_text(GUARDED_EXTRACTION_SCRIPT.format(url=demo_site.url))
+    done = python(tmp_path, "guarded.py")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ConfigError: the parse processes cannot load the extraction")
+    assert "Can't get attribute 'titles'" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+UNGUARDED_SCRIPT = """
+from scraper import crawl
+
+print(len(list(crawl([{url!r}], depth=1))))
+"""
+
+
+def test_a_script_without_the_main_guard_ends_its_crawl_and_starts_none_in_its_children(
+    fresh_site, tmp_path
+):
+    """Each parse process runs the script again as it starts: each one's crawl fetched
+    robots.txt and the root, then every page of the real crawl failed to parse."""
+    (tmp_path / "unguarded.py").write_text(UNGUARDED_SCRIPT.format(url=fresh_site.url))
+    done = python(tmp_path, "unguarded.py")
+    assert done.returncode == 1
+    assert "ScraperError: the parse processes died as they started" in done.stderr
+    assert "ConfigError: a crawl started in a parse or fetch process" in done.stderr  # theirs
+    assert done.stdout == ""
+    assert fresh_site.hits["/robots.txt"] == 1
+    assert fresh_site.hits["/"] == 1
 
 
 def test_the_parse_stack_and_the_terminal_ui_load_after_the_first_requests():
