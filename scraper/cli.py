@@ -100,17 +100,21 @@ def scrape(argv: Sequence[str]) -> int:
         say(f"scrape: error: {error}")
         return EXIT_USAGE
     failed = bool(bad)
+    interrupted = threading.Event()
     try:
         with (
-            _first_interrupt_stops(crawler) as interrupted,
+            _first_interrupt_stops(crawler, interrupted),
             Progress(crawler.stats.snapshot, quiet=options.quiet),
             contextlib.closing(pages),
         ):
             for page in pages:
                 failed |= not page.ok
     except ScraperError as error:
-        say(f"scrape: error: {error}")
-        return EXIT_USAGE
+        # Interrupted, what failed is most often what the signal ended: a SIGTERM to the
+        # whole process group ends a fork server that is starting the crawl's processes.
+        if not interrupted.is_set():
+            say(f"scrape: error: {error}")
+            return EXIT_USAGE
     if interrupted.is_set():
         say("scrape: interrupted; finished records are on disk")
         return EXIT_INTERRUPTED
@@ -392,30 +396,31 @@ def port(text: str) -> int:
 
 
 @contextlib.contextmanager
-def _first_interrupt_stops(crawler: Crawler) -> Iterator[threading.Event]:
-    """While the crawl runs, the first Ctrl-C or SIGTERM stops it in order; the next one
-    exits at once. The event tells whether it was interrupted; the previous handlers are
-    restored after.
+def _first_interrupt_stops(crawler: Crawler, interrupted: threading.Event) -> Iterator[None]:
+    """While the crawl runs, the first Ctrl-C or SIGTERM stops it in order, and sets
+    `interrupted`; the next one exits at once. The previous handlers are restored after.
 
     The handler only asks the crawl to stop: raising KeyboardInterrupt instead could land
     between writing a record and counting it, or in the middle of a write. SIGTERM is what
     `kill`, `docker stop`, systemd and Kubernetes send to end a program: killed by it, the
     crawl left no stats.json, and its parse processes' semaphores to the resource tracker.
+    A signal the program was started ignoring (`nohup`, a shell's background job, a
+    supervisor's choice) stays ignored, as Python leaves an ignored SIGINT.
     """
-    interrupted = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        for stopping in _STOPPING_SIGNALS:
+        for stopping in handled:
             signal.signal(stopping, _exit_at_once)
         interrupted.set()
         crawler.stop()
 
     if threading.current_thread() is not threading.main_thread():
-        yield interrupted  # signals reach only the main thread: nothing to install
+        yield  # signals reach only the main thread: nothing to install
         return
-    previous = {stopping: signal.signal(stopping, handler) for stopping in _STOPPING_SIGNALS}
+    handled = [name for name in _STOPPING_SIGNALS if signal.getsignal(name) != signal.SIG_IGN]
+    previous = {stopping: signal.signal(stopping, handler) for stopping in handled}
     try:
-        yield interrupted
+        yield
     finally:
         for stopping, restored in previous.items():
             signal.signal(stopping, restored)

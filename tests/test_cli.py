@@ -36,6 +36,8 @@ from processes import (
 
 from scraper.cli import _open_list, main
 from scraper.demo import SiteSpec, running_site
+from scraper.errors import ScraperError
+from scraper.pipeline import Crawler
 from scraper.urls import BadLine, ListedURL, read_url_list
 
 FAST = ["--parsers", "2", "--retries", "0", "--timeout", "10"]
@@ -605,6 +607,22 @@ def test_fetch_processes_the_system_refuses_end_the_run_with_status_2(
     argv = [str(listing), "-o", str(tmp_path / "out"), "--quiet", "--fetch", "processes"]
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("scrape: error: cannot start the fetch processes")
+
+
+def test_a_failure_that_follows_an_interruption_is_the_interruption(tmp_path, capsys, monkeypatch):
+    """A SIGTERM to the whole process group ends a fork server that is starting the crawl's
+    processes: "cannot start the fetch processes (a process or memory limit?)", exit 2."""
+
+    def fork_server_ended(crawler: Any, urls: Any, rejected: Any = ()) -> Any:
+        os.kill(os.getpid(), signal.SIGTERM)  # to the crawl, whose handler stops it
+        raise ScraperError("cannot start the fetch processes: the fork server ended")
+        yield
+
+    monkeypatch.setattr(Crawler, "run", fork_server_ended)
+    listing = tmp_path / "list.txt"
+    listing.write_text("http://127.0.0.1:9/\n")
+    assert main([str(listing), "-o", str(tmp_path / "out"), "--quiet"]) == 130
+    assert capsys.readouterr().err == "scrape: interrupted; finished records are on disk\n"
 
 
 def test_an_in_process_run_gives_back_the_signal_handlers(fresh_site, tmp_path):

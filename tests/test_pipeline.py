@@ -7,6 +7,7 @@ nothing can hang; no assertion bounds wall-clock time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -14,6 +15,7 @@ import json
 import multiprocessing
 import os
 import queue
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -1310,6 +1312,31 @@ def test_a_second_crawl_on_a_state_file_in_use_is_refused(demo_site, tmp_path, a
     finally:
         first.close()
     assert state.exists()
+
+
+@pytest.mark.parametrize("output", [None, "out"])
+def test_an_empty_state_file_holds_no_earlier_crawl(demo_site, tmp_path, output):
+    """One made beforehand (tempfile.mkstemp, touch): checking whether a crawl held it had
+    written SQLite's header into it, and the crawl then refused it as an earlier crawl's."""
+    directory = tmp_path / (output or "")
+    directory.mkdir(exist_ok=True)
+    state = directory / "state.sqlite"
+    state.touch()
+    options = {"output": output and directory, "state": state, "parse": "inline"}
+    assert len(list(crawl([demo_site.url], **options))) == 1
+
+
+def test_a_refused_state_file_is_left_as_it_was(demo_site, tmp_path):
+    """Another program's database, named by mistake: refused, and not turned to WAL."""
+    state = tmp_path / "theirs.sqlite"
+    with contextlib.closing(sqlite3.connect(state)) as theirs:
+        theirs.execute("CREATE TABLE kept (x)")
+        theirs.commit()
+    before = state.read_bytes()
+    with pytest.raises(OutputError, match="holds an earlier crawl"):
+        next(crawl([demo_site.url], state=state, parse="inline"))
+    assert state.read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["theirs.sqlite"]
 
 
 def test_a_state_file_of_an_earlier_crawl_is_refused_without_an_output_directory(

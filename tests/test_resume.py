@@ -74,12 +74,26 @@ def every_url(site: RunningSite) -> list[str]:
     return sorted(site.url_for(path) for path in [*page_paths(site.spec), *file_paths(site.spec)])
 
 
-def start(cwd: Path, *args: str, file_limit: int | None = None) -> subprocess.Popen[bytes]:
+# Runs the interpreter's arguments that follow it, with SIGTERM ignored across the exec.
+IGNORING_SIGTERM = (
+    "import os, signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+    " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+def start(
+    cwd: Path, *args: str, file_limit: int | None = None, sigterm_ignored: bool = False
+) -> subprocess.Popen[bytes]:
     """`scrape ARGS` in a session of its own (so the test can signal or kill all of it),
     with its stderr in cwd/stderr.txt."""
+    command = scrape_command(*args)
+    if file_limit is not None:
+        command = limited(file_limit, *args)
+    elif sigterm_ignored:
+        command = [sys.executable, "-c", IGNORING_SIGTERM, *command[1:]]
     with (cwd / "stderr.txt").open("w") as stderr:
         return subprocess.Popen(
-            scrape_command(*args) if file_limit is None else limited(file_limit, *args),
+            command,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -186,6 +200,23 @@ def test_resume_after_ctrl_c_completes_the_crawl(slow_site: RunningSite, tmp_pat
     assert status == 0, stderr
     records = assert_complete_crawl(output, slow_site)
     assert records[: len(interrupted)] == interrupted, "the earlier records are kept as they were"
+
+
+def test_a_sigterm_the_crawl_was_started_ignoring_leaves_it_running(
+    slow_site: RunningSite, tmp_path: Path
+) -> None:
+    """As Python leaves an ignored SIGINT: `nohup`, a supervisor that chose so."""
+    listing = write_list(tmp_path, slow_site.url)
+    output = tmp_path / "output"
+    process = start(tmp_path, listing.name, *DEPTH, *QUIET, sigterm_ignored=True)
+    try:
+        assert wait_for(lambda: lines_in(output / "pages.jsonl") >= 30, RUN_TIMEOUT)
+        os.kill(process.pid, signal.SIGTERM)
+        status = end_of(process, RUN_TIMEOUT)
+    finally:
+        kill_session(process)
+    assert status == 0, stderr_in(tmp_path)
+    assert_complete_crawl(output, slow_site)
 
 
 def test_resume_after_kill_9_at_random_points_completes_the_crawl(

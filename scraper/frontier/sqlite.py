@@ -108,6 +108,7 @@ class SQLiteFrontier(ScheduledFrontier):
         self._known_skips = _Recent(RECENT)  # surely in `skipped`
         with self._storage():
             self._db = _connect_alone(path)
+            self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(_SCHEMA)
             self._db.execute("UPDATE urls SET state = ? WHERE state = ?", (PENDING, LEASED))
@@ -333,10 +334,12 @@ class SQLiteFrontier(ScheduledFrontier):
 def held(path: Path) -> Iterator[None]:
     """Hold the state file at `path` for as long as the `with` lasts, so that no crawl
     opens it meanwhile; OutputError when a running crawl holds it. Nothing to hold where
-    there is no file, or one that is no database (damaged)."""
+    there is no file, an empty one (SQLite would write its header into it, and a crawl
+    then took it for an earlier crawl's state), or one that is no database (damaged).
+    The file is not changed: a state held by no crawl may be another program's."""
     with contextlib.ExitStack() as holding:
-        with contextlib.suppress(sqlite3.DatabaseError):
-            if path.exists():
+        with contextlib.suppress(sqlite3.DatabaseError, OSError):
+            if path.stat().st_size > 0:
                 holding.enter_context(contextlib.closing(_connect_alone(path)))
         yield
 
@@ -358,13 +361,12 @@ def _connect_alone(path: Path) -> sqlite3.Connection:
     locked". The output directory's claim (sinks.OutputClaim) does not cover a state file
     elsewhere, or a library crawl with no output directory. So the connection takes
     SQLite's exclusive lock as it opens and keeps it (locking_mode EXCLUSIVE, which in WAL
-    mode also keeps the WAL's index in memory, with no -shm file), and a second crawl is
-    refused at once (no busy wait: `timeout=0`). Other programs cannot read the file
-    meanwhile either."""
+    mode, set after it, also keeps the WAL's index in memory, with no -shm file), and a
+    second crawl is refused at once (no busy wait: `timeout=0`). Other programs cannot
+    read the file meanwhile either."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
     try:
         db.execute("PRAGMA locking_mode = EXCLUSIVE")
-        db.execute("PRAGMA journal_mode = WAL")
         db.execute("BEGIN EXCLUSIVE")  # takes the lock now, not at the first write
         db.execute("COMMIT")
     except sqlite3.OperationalError as error:
