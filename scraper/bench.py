@@ -53,7 +53,7 @@ from rich.table import Table
 
 from scraper import config as defaults
 from scraper._version import __version__
-from scraper.cli import path_argument
+from scraper.cli import handling, path_argument
 from scraper.demo.site import MAX_LATENCY_MS, MAX_PAGE_KB
 from scraper.errors import ScraperError
 from scraper.report import quiet_console, stderr_console
@@ -61,8 +61,9 @@ from scraper.sinks import STATS_FILE
 
 if TYPE_CHECKING:
     from resource import struct_rusage
+    from types import FrameType
 
-EXIT_OK, EXIT_FAILED_ROWS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED_ROWS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SAMPLE_INTERVAL = 0.05  # seconds between samples of the crawl tree's RSS
 DEFAULT_OUTPUT = Path("output/bench")
 TABLE_WIDTH = 120  # columns when stdout is a file or a pipe: the table fits unwrapped
@@ -70,6 +71,7 @@ DEFAULT_TIMEOUT = 300.0  # seconds one crawl may take before its tree is killed
 DEFAULT_REPEAT = 3
 SERVER_START_TIMEOUT = 90.0  # seconds; the site renders up to 256 MB of pages first (≈ 20 s)
 ORPHAN_GRACE = 5.0  # seconds the crawl's leftover processes get to exit before SIGKILL
+STOP_GRACE = 10.0  # seconds a crawl told to stop (SIGTERM) gets before SIGKILL
 ONE_AT_A_TIME = frozenset({"sequential"})  # strategies that ignore --workers
 _PR_SET_CHILD_SUBREAPER, _PR_GET_CHILD_SUBREAPER = 36, 37
 _VERSIONED = ("requests", "aiohttp", "lxml", "beautifulsoup4", "matplotlib")
@@ -274,7 +276,7 @@ def _cells(row: Row, *, with_ceiling: bool) -> list[str]:
     if figures is None:
         blanks = ["—"] * (8 if with_ceiling else 7)
         return [row.fetch, row.parse, *blanks, f"failed: {row.failure}"]
-    share = [f"{row.share:.0f}% of {row.ceiling:g}"] if with_ceiling else []
+    share = [f"{row.share:.0f}% of {row.ceiling:,.0f}"] if with_ceiling else []
     errors = str(figures.errors) + (f" (failed: {row.failure})" if row.failure else "")
     return [
         row.fetch,
@@ -334,15 +336,17 @@ def results_markdown(
     repeat: int,
     timeout: float,
     machine: Mapping[str, Any],
+    interrupted: bool = False,
 ) -> str:
     """A fragment to paste into a README as is: the command and the machine, the table, and a
     Mermaid chart that GitHub draws (a failed row is in the table but not in the chart)."""
     command = bench_command(scenario, rows, repeat=repeat, timeout=timeout)
     with_ceiling = scenario.latency_ms > 0
     headers = _headers(with_ceiling=with_ceiling)
+    cut_short = " Interrupted: the crawls that finished." if interrupted else ""
     lines = [
         f"`{command}` on {machine['cpus']} CPUs, Python {machine['python']} "
-        f"({machine['platform']}); {_describe(scenario, repeat)}.",
+        f"({machine['platform']}); {_describe(scenario, repeat)}.{cut_short}",
         "",
         _markdown_line(headers),
         _markdown_line(":--" if header in _LEFT_ALIGNED else "--:" for header in headers),
@@ -399,16 +403,23 @@ def _quoted(text: str) -> str:
 
 
 def _child_env() -> dict[str, str]:
-    """The environment for child processes: they import this very copy of scraper."""
+    """The environment for child processes: they import this very copy of scraper, and
+    take no proxy from it. The site is on 127.0.0.1: through a proxy the environment
+    names, the bench measured the proxy (or, with none listening, every crawl failed)."""
     root = str(Path(__file__).resolve().parent.parent)
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path}
+    kept = {name: value for name, value in os.environ.items() if name.lower() not in _PROXIES}
+    return {**kept, "PYTHONPATH": path}
+
+
+_PROXIES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
 
 
 @contextlib.contextmanager
 def demo_server(scenario: Scenario) -> Iterator[str]:
     """Serve the scenario's site from its own process; yield its root URL; always stop it."""
     argv = [sys.executable, "-m", "scraper", "demo-site", "--port", "0"]
+    argv += ["--serve-for", str(os.getpid())]  # it ends with the bench, however that ends
     argv += ["--pages", str(scenario.pages), "--latency-ms", str(scenario.latency_ms)]
     argv += ["--page-kb", str(scenario.page_kb), "--fanout", str(scenario.fanout), "--prerender"]
     server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=_child_env())
@@ -480,9 +491,8 @@ def measure_crawl(argv: Sequence[str], *, timeout: float, log: Path) -> Usage:
         finished = _wait_sampling(pid, peak, timeout)
         wall = time.monotonic() - started
     finally:
-        if not finished:  # timed out, or Ctrl-C: end the whole tree
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        if not finished:  # timed out, or Ctrl-C
+            _stop_crawl(pid)
         _, status, usage = os.wait4(pid, 0)
         usages = [usage, *_reap_session(pid)]
     largest_kb = max(peak.largest_kb, *(u.ru_maxrss for u in usages))
@@ -503,15 +513,36 @@ def _wait_sampling(pid: int, peak: _TreePeak, timeout: float) -> bool:
     A pidfd wakes us the moment the child exits, so wall time is not rounded to a sample.
     """
     deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        peak.sample()
+        if _exits_within(pid, SAMPLE_INTERVAL):
+            return True
+    return False
+
+
+def _exits_within(pid: int, seconds: float) -> bool:
+    """Whether the child `pid` has exited, or does within `seconds`."""
     exited = os.pidfd_open(pid)
     try:
-        while time.monotonic() < deadline:
-            peak.sample()
-            if select.select([exited], [], [], SAMPLE_INTERVAL)[0]:
-                return True
-        return False
+        return bool(select.select([exited], [], [], seconds)[0])
     finally:
         os.close(exited)
+
+
+def _stop_crawl(pid: int) -> None:
+    """Stop the crawl `pid` in order (SIGTERM: it ends its own processes), and kill its
+    whole session if it has not ended within STOP_GRACE, or a second Ctrl-C cuts the wait
+    short. Killed at once, its resource tracker left multiprocessing's semaphores in
+    /dev/shm, five a crawl."""
+    exited = False
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        exited = _exits_within(pid, STOP_GRACE)
+    finally:
+        if not exited:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 class _TreePeak:
@@ -585,12 +616,14 @@ def _reap_session(session: int) -> list[struct_rusage]:
 
 
 def crawl_argv(scenario: Scenario, fetch: str, parse: str, url_list: Path, out: Path) -> list[str]:
-    """The crawl every combination runs: the whole site, no per-host cap, nothing saved."""
+    """The crawl every combination runs: the whole site, no per-host cap, nothing saved, a
+    size cap above the pages' (~page_kb: --page-kb 60000 failed every page, too_large)."""
     return [
         *(sys.executable, "-m", "scraper", str(url_list), "--output", str(out)),
         *("--depth", str(scenario.pages), "--frontier", scenario.frontier),
         *("--workers", str(scenario.workers), "--per-host", str(scenario.workers)),
         *("--fetch", fetch, "--parse", parse, "--no-files", "--no-skipped-log", "--quiet"),
+        *("--max-bytes", str(max(defaults.DEFAULT_MAX_BYTES, 2 * scenario.page_kb * 1024))),
     ]
 
 
@@ -677,10 +710,13 @@ def run_bench(
     repeat: int,
     timeout: float,
     console: Console,
-) -> list[Row]:
-    """Serve the site, crawl it with every combination `repeat` times, summarize."""
+) -> tuple[list[Row], bool]:
+    """Serve the site, crawl it with every combination `repeat` times, summarize. Ctrl-C
+    (or SIGTERM, SIGHUP: see `_interrupt`) stops the bench, with the crawl
+    under way and the site, and keeps what the finished crawls measured: True says so."""
     combos = [(fetch, parse) for fetch in fetches for parse in parses]
     runs: dict[tuple[str, str], list[RunResult]] = {combo: [] for combo in combos}
+    interrupted = False
     with (
         tempfile.TemporaryDirectory(prefix="scrape-bench-") as work,
         adopting_orphans(),
@@ -688,20 +724,24 @@ def run_bench(
     ):
         url_list = Path(work) / "list.txt"
         url_list.write_text(url + "\n")
-        for number in range(1, repeat + 1):
-            for fetch, parse in combos:
-                result = run_once(
-                    scenario,
-                    fetch,
-                    parse,
-                    number,
-                    url_list=url_list,
-                    work=Path(work),
-                    timeout=timeout,
-                )
-                runs[fetch, parse].append(result)
-                console.print(_progress(result))
-    return [summarize(scenario, fetch, parse, runs[fetch, parse]) for fetch, parse in combos]
+        try:
+            for number in range(1, repeat + 1):
+                for fetch, parse in combos:
+                    result = run_once(
+                        scenario,
+                        fetch,
+                        parse,
+                        number,
+                        url_list=url_list,
+                        work=Path(work),
+                        timeout=timeout,
+                    )
+                    runs[fetch, parse].append(result)
+                    console.print(_progress(result))
+        except KeyboardInterrupt:
+            interrupted = True
+    rows = [summarize(scenario, *combo, runs[combo]) for combo in combos if runs[combo]]
+    return rows, interrupted
 
 
 def _progress(result: RunResult) -> str:
@@ -740,10 +780,13 @@ def results_json(
     repeat: int,
     timeout: float,
     load_before: tuple[float, float, float],
+    interrupted: bool = False,
 ) -> dict[str, Any]:
-    """Everything needed to read the figures later: raw repeats, medians, settings, machine."""
+    """Everything needed to read the figures later: raw repeats, medians, settings, machine;
+    and whether the bench was interrupted (then the rows are the crawls that finished)."""
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "interrupted": interrupted,
         "scenario": dataclasses.asdict(scenario),
         "settings": {"repeat": repeat, "timeout_s": timeout, "sample_interval_s": SAMPLE_INTERVAL},
         "machine": machine_info(load_before),
@@ -766,6 +809,7 @@ def write_chart(path: Path, scenario: Scenario, rows: Sequence[Row]) -> bool:
     axes = figure.subplots()
     labelled: set[str] = set()
     positions = [n + 0.5 * fetches.index(row.fetch) for n, row in enumerate(rows)]  # groups
+    right = chart_width(rows)
     for y, row in zip(positions, rows, strict=True):
         spread = [run.figures.pages_per_s for run in row.runs if run.figures]
         value = row.median.pages_per_s if row.median else 0.0
@@ -774,8 +818,16 @@ def write_chart(path: Path, scenario: Scenario, rows: Sequence[Row]) -> bool:
         labelled.add(row.parse)
         axes.barh(y, value, xerr=whiskers, capsize=3, color=colours[row.parse], label=label)
         text = f" {value:.0f}" + (f" ({row.share:.0f}%)" if row.share is not None else "")
-        axes.text(max(spread, default=0), y, text if spread else " failed", va="center", size=8)
-        if row.ceiling:
+        # on a white ground: a ceiling's dashed line may cross it
+        axes.text(
+            max(spread, default=0),
+            y,
+            text if spread else " failed",
+            va="center",
+            size=8,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5},
+        )
+        if row.ceiling and row.ceiling <= right:
             ceiling_label = "_nolegend_" if "ceiling" in labelled else "I/O ceiling"
             labelled.add("ceiling")
             axes.vlines(
@@ -786,6 +838,9 @@ def write_chart(path: Path, scenario: Scenario, rows: Sequence[Row]) -> bool:
                 linestyles="dashed",
                 label=ceiling_label,
             )
+        elif row.ceiling:  # far beyond the bars: said at the edge, not drawn
+            axes.text(right, y, f"ceiling {row.ceiling:,.0f} →", ha="right", va="center", size=7)
+    axes.set_xlim(0, right)
     axes.set_yticks(positions, [f"{row.fetch} / {row.parse}" for row in rows])
     axes.invert_yaxis()
     axes.set_xlabel("pages/s: median of the repeats, whiskers from the slowest to the fastest")
@@ -793,10 +848,22 @@ def write_chart(path: Path, scenario: Scenario, rows: Sequence[Row]) -> bool:
         f"scrape bench · {scenario.name}: {scenario.pages} pages, {scenario.latency_ms:g} ms "
         f"latency, ~{scenario.page_kb} KB pages, {scenario.workers} workers"
     )
-    axes.margins(x=0.08)  # room for the figures written after each bar
     axes.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)  # beside the bars
     figure.savefig(path, dpi=120)
     return True
+
+
+def chart_width(rows: Sequence[Row]) -> float:
+    """Where the chart's pages/s axis ends: past the fastest repeat, with room for its
+    figures, and past the ceilings near the bars. A ceiling far beyond them (16,000 pages/s
+    at 1 ms, over bars of 250) squeezed every bar into the first few percent."""
+    fastest = max(
+        (run.figures.pages_per_s for row in rows for run in row.runs if run.figures),
+        default=1.0,
+    )
+    width = 1.4 * fastest
+    near = [row.ceiling for row in rows if row.ceiling and row.ceiling <= 2 * width]
+    return max([width, *(1.05 * ceiling for ceiling in near)])
 
 
 # The command.
@@ -897,14 +964,22 @@ def _write_results(
     rows: list[Row],
     load: tuple[float, float, float],
     said: list[str],
+    *,
+    interrupted: bool,
 ) -> None:
     """Write results.json, bench.png and bench.md, adding to `said` where each went.
 
     Written before the table is printed: a reader that stops reading (`scrape bench |
-    head`) must not cost the run its results."""
+    head`) must not cost the run its results. Without matplotlib, an earlier run's chart
+    is removed: left beside these results, it showed other figures."""
     results = options.output / "results.json"
     record = results_json(
-        scenario, rows, repeat=options.repeat, timeout=options.timeout, load_before=load
+        scenario,
+        rows,
+        repeat=options.repeat,
+        timeout=options.timeout,
+        load_before=load,
+        interrupted=interrupted,
     )
     results.write_text(json.dumps(record, indent=2) + "\n")
     said.append(f"results: {results}")
@@ -912,7 +987,8 @@ def _write_results(
     if write_chart(chart, scenario, rows):
         said.append(f"chart: {chart}")
     else:
-        said.append("chart: not drawn: pip install -e '.[plot]' to install matplotlib")
+        chart.unlink(missing_ok=True)
+        said.append("chart: not drawn: matplotlib is not installed (pip install matplotlib)")
     markdown = options.output / "bench.md"
     markdown.write_text(
         results_markdown(
@@ -921,6 +997,7 @@ def _write_results(
             repeat=options.repeat,
             timeout=options.timeout,
             machine=record["machine"],
+            interrupted=interrupted,
         ),
         encoding="utf-8",
     )
@@ -951,26 +1028,52 @@ def main(argv: Sequence[str]) -> int:
     if load[0] > defaults.usable_cpus():
         log.print(f"note: the machine is busy (load {load[0]:.1f}): figures will be noisy")
     try:
-        options.output.mkdir(parents=True, exist_ok=True)  # before the bench, not after
-        rows = run_bench(
-            scenario,
-            options.fetch,
-            options.parse,
-            repeat=options.repeat,
-            timeout=options.timeout,
-            console=log,
-        )
+        _refuse_unwritable(options.output)  # before the bench, not after
+        with handling(_ENDING_SIGNALS, _interrupt):
+            rows, interrupted = run_bench(
+                scenario,
+                options.fetch,
+                options.parse,
+                repeat=options.repeat,
+                timeout=options.timeout,
+                console=log,
+            )
     except (OSError, ScraperError) as error:
         log.print(f"scrape bench: error: {error}")
         return EXIT_USAGE
+    if interrupted:
+        log.print("scrape bench: interrupted" + ("; the finished crawls follow" if rows else ""))
+        if not rows:
+            return EXIT_INTERRUPTED
     status = EXIT_FAILED_ROWS if any(row.failure for row in rows) else EXIT_OK
     said: list[str] = []  # where each file went, or why it could not
     try:
-        _write_results(options, scenario, rows, load, said)
+        _write_results(options, scenario, rows, load, said, interrupted=interrupted)
     except OSError as error:  # the figures still reach the terminal
         said.append(f"scrape bench: error: cannot write the results: {error}")
         status = EXIT_USAGE
     console.print(results_table(scenario, rows, options.repeat))
     for line in said:
         log.print(line)
-    return status
+    return EXIT_INTERRUPTED if interrupted else status
+
+
+def _refuse_unwritable(directory: Path) -> None:
+    """Create `directory`, and raise BenchError when no file can be written in it: found
+    after the last crawl, it cost the whole bench."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise BenchError(f"cannot write in {directory}: {error.strerror}") from None
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM and SIGHUP (a terminal closed) end the bench as Ctrl-C does: the crawl under
+    way and the demo site are stopped, and what was measured is kept. Killed by them, the
+    bench left both running."""
+    raise KeyboardInterrupt
+
+
+_ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)

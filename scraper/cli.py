@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
@@ -369,7 +369,13 @@ def demo_site(argv: Sequence[str]) -> int:
         help=f"render the pages (up to {PRERENDER_BUDGET >> 20} MB of them) before printing "
         "the URL, so that serving one costs next to no CPU; what `scrape bench` uses",
     )
+    # `scrape bench` serving its site: end with it, however it ends (SIGKILL too)
+    parser.add_argument("--serve-for", type=int, metavar="PID", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
+    if options.serve_for is not None:
+        from scraper.workers import start_child  # noqa: PLC0415
+
+        start_child(options.serve_for)
     try:
         spec = SiteSpec(
             pages=options.pages,
@@ -404,8 +410,7 @@ def _first_interrupt_stops(crawler: Crawler, interrupted: threading.Event) -> It
     between writing a record and counting it, or in the middle of a write. SIGTERM is what
     `kill`, `docker stop`, systemd and Kubernetes send to end a program: killed by it, the
     crawl left no stats.json, and its parse processes' semaphores to the resource tracker.
-    A signal the program was started ignoring (`nohup`, a shell's background job, a
-    supervisor's choice) stays ignored, as Python leaves an ignored SIGINT.
+    A signal the program was started ignoring stays ignored (`handling`).
     """
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -417,13 +422,25 @@ def _first_interrupt_stops(crawler: Crawler, interrupted: threading.Event) -> It
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach only the main thread: nothing to install
         return
-    handled = [name for name in _STOPPING_SIGNALS if signal.getsignal(name) != signal.SIG_IGN]
-    previous = {stopping: signal.signal(stopping, handler) for stopping in handled}
-    try:
+    with handling(_STOPPING_SIGNALS, handler) as handled:
         yield
+
+
+@contextlib.contextmanager
+def handling(
+    signals: Sequence[signal.Signals], handler: Callable[[int, FrameType | None], None]
+) -> Iterator[list[signal.Signals]]:
+    """Handle each of `signals` with `handler` while the `with` lasts, then restore the
+    previous handlers; yields the signals handled. One the program was started ignoring
+    (`nohup`, a shell's background job, a supervisor's choice) stays ignored, as Python
+    leaves an ignored SIGINT."""
+    handled = [name for name in signals if signal.getsignal(name) != signal.SIG_IGN]
+    previous = {name: signal.signal(name, handler) for name in handled}
+    try:
+        yield handled
     finally:
-        for stopping, restored in previous.items():
-            signal.signal(stopping, restored)
+        for name, restored in previous.items():
+            signal.signal(name, restored)
 
 
 def _exit_at_once(signum: int, frame: FrameType | None) -> None:

@@ -100,11 +100,11 @@ def refuse_a_main_children_cannot_run() -> None:
 
 
 def start_child(parent: int) -> None:
-    """What every child process of a crawl does first: leave Ctrl-C to the main process
-    (`parent`), which shuts the pools down in order, and end as soon as that process is
-    gone without having done so (killed with SIGKILL). A worker waiting for work would
-    otherwise wait forever, and keep its fork server and multiprocessing's resource
-    tracker alive with it."""
+    """What every child process of a crawl (and the bench's demo site) does first: leave
+    Ctrl-C to the main process (`parent`), which shuts the pools down in order, and end as
+    soon as that process is gone without having done so (killed with SIGKILL). A worker
+    waiting for work would otherwise wait forever, and keep its fork server and
+    multiprocessing's resource tracker alive with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     watch = threading.Thread(target=_exit_when_gone, args=(parent,), name="watch", daemon=True)
     watch.start()

@@ -7,12 +7,14 @@ import importlib.util
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from processes import scrape
+from processes import RUN_TIMEOUT, scrape, scrape_command, wait_for
 
 from scraper import config
 from scraper.bench import (
@@ -22,6 +24,8 @@ from scraper.bench import (
     Scenario,
     bench_command,
     ceiling_share,
+    chart_width,
+    crawl_argv,
     demo_server,
     io_ceiling,
     main,
@@ -268,6 +272,29 @@ def test_the_chart_has_each_rows_ceiling_as_a_line_only_with_latency():
     assert series(markdown(cpu, [row(cpu, "threads", 150)]), "line") is None
 
 
+def test_the_table_writes_a_ceiling_in_full():
+    """A huge --workers wrote "0% of 2e+06"."""
+    many = Scenario("io", latency_ms=50, pages=300, page_kb=4, workers=100_000, fanout=16)
+    assert table_lines(markdown(many, [row(many, "threads", 150)]))[-1].count("0% of 2,000,000")
+
+
+def test_the_charts_axis_ends_past_the_bars_and_the_ceilings_near_them():
+    """A ceiling far beyond the bars (16,000 at 1 ms, bars of 250) had every bar squeezed
+    into the first few percent: it is written at the axis's end instead of drawn."""
+    near = [row(IO, "threads", 200), row(IO, "sequential", 18)]  # ceilings 320 and 20
+    assert chart_width(near) == pytest.approx(320 * 1.05)
+    fast = Scenario("io", latency_ms=1, pages=300, page_kb=4, workers=16, fanout=16)
+    far = [row(fast, "threads", 250)]  # ceiling 16,000
+    assert chart_width(far) == pytest.approx(250 * 1.4)
+
+
+def test_a_crawl_may_take_pages_as_large_as_the_bench_serves(tmp_path):
+    """--page-kb 60000 failed every page: too_large, past the crawl's default 50 MiB."""
+    big = Scenario("cpu", latency_ms=0, pages=2, page_kb=60_000, workers=1, fanout=1)
+    argv = crawl_argv(big, "threads", "inline", tmp_path / "list.txt", tmp_path / "out")
+    assert int(argv[argv.index("--max-bytes") + 1]) >= 60_000 * 1024 * 1.2
+
+
 def _descendants(root: int) -> set[int]:
     """Every process below `root`, zombies included (an unreaped child is left behind too)."""
     parents = {}
@@ -346,7 +373,8 @@ def test_a_small_bench_end_to_end(tmp_path, capsys):
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert not chart.exists()
-        assert "pip install -e '.[plot]'" in out.err
+        assert "pip install matplotlib" in out.err
+    assert results["interrupted"] is False
 
 
 TINY_BENCH = (
@@ -430,3 +458,108 @@ def test_a_crawl_past_its_timeout_is_killed_with_its_tree_and_its_row_failed(tmp
     (row,) = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert row["failure"] == "timed out after 1 s"
     assert row["median"] is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+def test_an_output_directory_that_cannot_be_written_ends_the_bench_before_it_starts(capsys):
+    """Found after the last crawl, it cost the whole bench."""
+    before = _descendants(os.getpid())
+    assert main([*TINY_BENCH, "--output", "/proc/sys"]) == 2
+    assert "scrape bench: error: cannot write in /proc/sys" in capsys.readouterr().err
+    assert _descendants(os.getpid()) <= before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+def test_proxies_in_the_environment_are_not_the_benchs(tmp_path, monkeypatch):
+    """The site is on 127.0.0.1: through the proxy the environment named, every crawl
+    failed (or, with one listening, the bench measured the proxy)."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("all_proxy", "http://127.0.0.1:9")
+    assert main([*TINY_BENCH, "--output", str(tmp_path)]) == 0
+    (result,) = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert result["median"]["pages"] == 10
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+def test_without_matplotlib_an_earlier_chart_is_removed(tmp_path, capsys, monkeypatch):
+    """Left beside the new results, it showed an earlier run's figures."""
+    (tmp_path / "bench.png").write_bytes(b"an earlier run's chart")
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # its import fails
+    assert main([*TINY_BENCH, "--output", str(tmp_path)]) == 0
+    assert not (tmp_path / "bench.png").exists()
+    assert "not drawn: matplotlib is not installed (pip install matplotlib)" in (
+        capsys.readouterr().err
+    )
+
+
+SLOW_BENCH = (
+    *("--scenario", "io", "--pages", "30", "--latency-ms", "50", "--repeat", "3"),
+    *("--fetch", "sequential", "--parse", "inline"),
+)
+
+
+def _start_bench(tmp_path) -> tuple[subprocess.Popen[str], set[int]]:
+    """`scrape bench` on a slow site, once its first crawl has finished: the process, and
+    its descendants then (the demo site, the next crawl)."""
+    bench = subprocess.Popen(
+        [
+            *scrape_command("bench", *SLOW_BENCH, "-o", str(tmp_path)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert bench.stderr is not None
+    assert "repeat 1:" in bench.stderr.readline()
+    return bench, _descendants(bench.pid)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_bench_told_to_end_stops_its_crawl_and_site_and_keeps_what_it_measured(tmp_path, signum):
+    """Killed by SIGTERM (or SIGHUP, its terminal closed), it left the demo site and the
+    crawl under way running, and nothing of what it had measured."""
+    bench, running = _start_bench(tmp_path)
+    try:
+        bench.send_signal(signum)
+        _, err = bench.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        bench.kill()
+    assert bench.returncode == 130
+    assert "scrape bench: interrupted; the finished crawls follow" in err
+    assert not any(_alive(pid) for pid in running), "a process of the bench was left running"
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["interrupted"] is True
+    assert [len(row["runs"]) for row in results["rows"]] == [1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+def test_the_demo_site_ends_with_a_bench_killed_outright(tmp_path):
+    bench, running = _start_bench(tmp_path)
+    (site,) = [pid for pid in running if b"demo-site" in _command_line(pid)]
+    crawls = running - {site}
+    try:
+        bench.kill()
+        bench.communicate()
+        assert wait_for(lambda: not _alive(site), RUN_TIMEOUT)
+    finally:
+        for crawl in crawls:  # in a session of its own: the bench would have ended it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(crawl, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read()
+    except OSError:
+        return b""
