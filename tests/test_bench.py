@@ -17,25 +17,22 @@ import pytest
 from processes import RUN_TIMEOUT, scrape, scrape_command, wait_for
 
 from scraper import config
-from scraper.bench import (
+from scraper.bench import main
+from scraper.bench.figures import (
     SCENARIOS,
     Figures,
     RunResult,
     Scenario,
-    bench_command,
     ceiling_share,
-    chart_width,
-    crawl_argv,
-    demo_server,
     io_ceiling,
-    main,
     median_figures,
     parse_names,
     resolve_scenario,
-    results_markdown,
-    results_table,
     summarize,
 )
+from scraper.bench.processes import demo_server
+from scraper.bench.report import bench_command, chart_width, results_markdown, results_table
+from scraper.bench.runs import crawl_argv
 from scraper.demo import SiteSpec
 
 IO = Scenario("io", latency_ms=50, pages=300, page_kb=4, workers=16, fanout=16)
