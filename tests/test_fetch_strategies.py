@@ -156,7 +156,15 @@ _RAW_ANSWERS = {
 _TEXT = b"<p>a page, coded</p>" * 20
 _GZIPPED = gzip.compress(_TEXT)
 _BROTLI = brotli.compress(_TEXT)
+
+
 # (Content-Encoding, body) served with a Content-Length that matches: /coded/{name}.
+def _raw_deflate(data: bytes) -> bytes:
+    """Deflate with no zlib header (zlib.compress takes `wbits` from Python 3.11 on)."""
+    squeeze = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return squeeze.compress(data) + squeeze.flush()
+
+
 _CODED_ANSWERS = {
     "not-gzip": ("gzip", b"this is not gzip" * 8),
     "unknown-coding": ("compress", b"LZW-compressed, say"),
@@ -164,7 +172,7 @@ _CODED_ANSWERS = {
     "gzip-members": ("gzip", _GZIPPED * 2),
     "x-gzip": ("x-gzip", _GZIPPED),
     "deflate": ("deflate", zlib.compress(_TEXT)),
-    "deflate-raw": ("deflate", zlib.compress(_TEXT, wbits=-zlib.MAX_WBITS)),
+    "deflate-raw": ("deflate", _raw_deflate(_TEXT)),
     "br": ("br", _BROTLI),
     "gzip-empty": ("gzip", b""),
     "gzip-cut": ("gzip", _GZIPPED[:-20]),
@@ -532,9 +540,12 @@ def netrc_lookups(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The URLs requests' .netrc lookup is asked about, in order."""
     asked: list[str] = []
     read_netrc = requests.utils.get_netrc_auth
-    monkeypatch.setattr(
-        requests.utils, "get_netrc_auth", lambda url: asked.append(url) or read_netrc(url)
-    )
+
+    def looked_up(url: str, raise_errors: bool = False) -> tuple[str, str] | None:
+        asked.append(url)
+        return read_netrc(url, raise_errors)
+
+    monkeypatch.setattr(requests.utils, "get_netrc_auth", looked_up)
     return asked
 
 
@@ -556,6 +567,37 @@ def test_the_environment_is_read_once_per_origin(
     assert netrc_lookups == ["http://127.0.0.1:8000/", "http://127.0.0.1:8001/"]
 
 
+# Python 3.10's netrc cannot parse a character outside Latin-1 at all: such a .netrc is
+# unreadable there (test_an_unreadable_netrc_is_said_once_and_sends_nothing).
+NETRC_READS_UNICODE = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="Python 3.10's netrc cannot parse the character"
+)
+
+
+@pytest.mark.usefixtures("no_proxy_settings")
+@pytest.mark.parametrize("strategy", ["sequential", "threads", "async"])  # not in this process
+def test_an_unreadable_netrc_is_said_once_and_sends_nothing(
+    strategy: str,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """requests keeps quiet about a .netrc it cannot parse: its credentials were silently
+    not sent."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password secret\nbogus token\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    with serving_site(Site()) as site, fresh_fetcher(strategy) as fetcher:
+        for url in (site.page("/a"), site.page("/b").replace("127.0.0.1", "localhost")):
+            assert answer_of(fetcher, url).status == 200
+    assert site.authorizations == [None, None]
+    said = [record.getMessage() for record in caplog.records if ".netrc" in record.getMessage()]
+    assert len(said) == 1  # for the crawl, not for each origin
+    assert said[0].startswith("the .netrc cannot be read, and no credentials come from it: ")
+    assert "bogus" in said[0]
+
+
+@NETRC_READS_UNICODE
 @pytest.mark.usefixtures("no_proxy_settings")
 def test_a_netrc_login_that_cannot_be_sent_matters_only_where_it_is_used(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
@@ -601,7 +643,9 @@ def test_a_fetcher_reads_the_netrc_once_per_origin(strategy: str, netrc_lookups:
 
 
 @pytest.mark.usefixtures("no_proxy_settings")
-@pytest.mark.parametrize("source", ["url", "url, not UTF-8", "netrc", "proxy"])
+@pytest.mark.parametrize(
+    "source", ["url", "url, not UTF-8", pytest.param("netrc", marks=NETRC_READS_UNICODE), "proxy"]
+)
 def test_credentials_outside_latin_1_are_invalid_and_not_shown(
     strategy: str, source: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

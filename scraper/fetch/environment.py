@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
 import os
 import urllib.parse
 from typing import TYPE_CHECKING, NamedTuple
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable
 
+_log = logging.getLogger(__name__)
 ORIGINS_REMEMBERED = 4096  # origins whose route a crawl keeps (`Routes`)
 UNPARSEABLE_PROXY = "the proxy the environment names for this URL is no valid URL"
 UNSENDABLE_CREDENTIALS = (
@@ -103,8 +105,9 @@ class Routes:
     does (requests, left to look them up itself, sent the .netrc's)."""
 
     def __init__(self, proxy_route: Callable[[str], Route]) -> None:
-        origin_route = functools.partial(_origin_route, proxy_route)
-        self._for_origin = functools.lru_cache(maxsize=ORIGINS_REMEMBERED)(origin_route)
+        self._proxy_route = proxy_route
+        self._said_unreadable = False  # whether the .netrc was said to be unreadable
+        self._for_origin = functools.lru_cache(maxsize=ORIGINS_REMEMBERED)(self._origin_route)
 
     def __call__(self, url: str) -> Route:
         scheme, netloc = urllib.parse.urlsplit(url)[:2]
@@ -115,21 +118,35 @@ class Routes:
             return route._replace(authorization=basic_authorization(*netrc_credentials))
         return route
 
+    def _origin_route(self, scheme: str, host: str) -> tuple[Route, tuple[str, str] | None]:
+        """The route to an origin, and the .netrc's credentials for it, encoded only where
+        they are sent: a URL with its own never needs them."""
+        from requests.utils import (  # noqa: PLC0415 (see the module's docstring)
+            get_environ_proxies,
+            select_proxy,
+        )
 
-def _origin_route(
-    proxy_route: Callable[[str], Route], scheme: str, host: str
-) -> tuple[Route, tuple[str, str] | None]:
-    """The route to an origin, and the .netrc's credentials for it, encoded only where
-    they are sent: a URL with its own never needs them."""
-    from requests.utils import (  # noqa: PLC0415 (see the module's docstring)
-        get_environ_proxies,
-        get_netrc_auth,
-        select_proxy,
-    )
+        url = f"{scheme}://{host}/"
+        proxy = select_proxy(url, get_environ_proxies(url))
+        return (self._proxy_route(proxy) if proxy else Route()), self._netrc_credentials(url)
 
-    url = f"{scheme}://{host}/"
-    proxy = select_proxy(url, get_environ_proxies(url))
-    return (proxy_route(proxy) if proxy else Route()), get_netrc_auth(url)
+    def _netrc_credentials(self, url: str) -> tuple[str, str] | None:
+        """requests' lookup, which keeps quiet about a .netrc it cannot read or parse: its
+        credentials were silently not sent. Said once a crawl. (Python 3.10's netrc cannot
+        parse a character outside Latin-1 at all.)"""
+        from netrc import NetrcParseError  # noqa: PLC0415 (requests imports it anyway)
+
+        from requests.utils import get_netrc_auth  # noqa: PLC0415
+
+        try:
+            return get_netrc_auth(url, raise_errors=True)
+        except (NetrcParseError, OSError) as error:
+            if not self._said_unreadable:
+                self._said_unreadable = True
+                _log.warning(
+                    "the .netrc cannot be read, and no credentials come from it: %s", error
+                )
+            return None
 
 
 def proxy_for_requests(proxy: str) -> Route:
