@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import dataclasses
 import io
 import os
+import re
 import signal
 import sys
 import threading
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, TextIO
 from scraper import config as defaults
 from scraper._version import __version__
 from scraper.config import Config
-from scraper.errors import InputError, ScraperError
+from scraper.errors import ConfigError, InputError, ScraperError
 
 if TYPE_CHECKING:
     from scraper.pipeline import Crawler
@@ -274,8 +276,36 @@ def _crawl_parser() -> argparse.ArgumentParser:
 
 
 def _config(options: argparse.Namespace) -> Config:
+    """The Config the options ask for. Its errors name the option the user typed
+    (`--allow-domain`), not the field it sets (`allow_domains`)."""
     from scraper.state import STATE_FILE  # noqa: PLC0415 (see `scrape`)
 
+    try:
+        return _config_of(options, STATE_FILE)
+    except ConfigError as error:
+        raise ConfigError(_in_option_terms(str(error))) from None
+
+
+def _in_option_terms(message: str) -> str:
+    """`message` with the Config field it opens with ("parsers must be at most 256")
+    named as the option that sets it ("--parsers ...")."""
+    field = re.match(r"[a-z_]+", message)
+    if field is None or field.group() not in _FIELDS:
+        return message
+    option = _OPTION_OF_FIELD.get(field.group(), "--" + field.group().replace("_", "-"))
+    return option + message[field.end() :]
+
+
+_FIELDS = frozenset(field.name for field in dataclasses.fields(Config))
+_OPTION_OF_FIELD = {
+    "allow_domains": "--allow-domain",
+    "save_files": "--no-files",
+    "skipped_log": "--no-skipped-log",
+    "state": "--frontier",
+}
+
+
+def _config_of(options: argparse.Namespace, state_file: str) -> Config:
     return Config(
         depth=options.depth,
         max_pages=options.max_pages,
@@ -294,7 +324,7 @@ def _config(options: argparse.Namespace) -> Config:
         retries=options.retries,
         user_agent=options.user_agent,
         output=options.output,
-        state=options.output / STATE_FILE if options.frontier == "sqlite" else None,
+        state=options.output / state_file if options.frontier == "sqlite" else None,
         resume=options.resume,
         overwrite=options.overwrite,
         save_files=not options.no_files,

@@ -40,7 +40,9 @@ MAX_SECONDS = 86400.0  # a day: for --timeout, --delay, --backoff, --backoff-cap
 DEFAULT_MAX_REDIRECTS = 10
 DEFAULT_BACKOFF = 0.5
 DEFAULT_BACKOFF_CAP = 60.0
-USER_AGENT = f"scraper/{__version__} (+https://pypi.org/project/scraper/)"
+# No contact address: the project has none of its own to give (a page of the same name on
+# PyPI is someone else's). A crawl of other people's sites should name its own (--user-agent).
+USER_AGENT = f"scraper/{__version__}"
 
 
 def usable_cpus() -> int:

@@ -309,6 +309,21 @@ def test_resume_with_a_memory_frontier_is_a_usage_error(tmp_path):
     assert "--resume needs the sqlite frontier" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (("--allow-domain", "bad_domain!"), "--allow-domain: invalid domain 'bad_domain!'"),
+        (("--parsers", "300"), "--parsers must be at most 256"),
+        (("--user-agent", "caf\u00e9"), "--user-agent must be printable ASCII"),
+    ],
+)
+def test_a_refused_option_is_named_as_typed(tmp_path, capsys, option, said):
+    """It was named as the library's field: allow_domains, user_agent, parsers."""
+    listing = write_list(tmp_path, "http://127.0.0.1:1/")
+    assert main([str(listing), "-o", str(tmp_path / "out"), *option]) == 2
+    assert capsys.readouterr().err.startswith(f"scrape: error: {said}")
+
+
 def test_an_unknown_flag_exits_2(tmp_path):
     listing = write_list(tmp_path, "http://127.0.0.1:1/")
     done = scrape(tmp_path, listing.name, "--no-such-flag")
