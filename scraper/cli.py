@@ -103,6 +103,11 @@ def scrape(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     failed = bool(bad)
     interrupted = threading.Event()
+    if options.stop_with is not None:
+        watch = threading.Thread(
+            target=_stop_when_gone, args=(options.stop_with,), name="stop-with", daemon=True
+        )
+        watch.start()
     try:
         with (
             _first_interrupt_stops(crawler, interrupted),
@@ -167,6 +172,8 @@ def _crawl_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start over even though OUTPUT holds an earlier crawl (its records are lost)",
     )
+    # `scrape bench` starting this crawl: stop in order once it is gone (_stop_when_gone)
+    parser.add_argument("--stop-with", type=int, metavar="PID", help=argparse.SUPPRESS)
     parser.add_argument(
         "--depth",
         type=int,
@@ -449,9 +456,6 @@ def _first_interrupt_stops(crawler: Crawler, interrupted: threading.Event) -> It
         interrupted.set()
         crawler.stop()
 
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach only the main thread: nothing to install
-        return
     with handling(_STOPPING_SIGNALS, handler) as handled:
         yield
 
@@ -463,7 +467,11 @@ def handling(
     """Handle each of `signals` with `handler` while the `with` lasts, then restore the
     previous handlers; yields the signals handled. One the program was started ignoring
     (`nohup`, a shell's background job, a supervisor's choice) stays ignored, as Python
-    leaves an ignored SIGINT."""
+    leaves an ignored SIGINT. Off the main thread, none is: signals reach only that one
+    (and Python refuses a handler from another)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []  # signals reach only the main thread: nothing to install
+        return
     handled = [name for name in signals if signal.getsignal(name) != signal.SIG_IGN]
     previous = {name: signal.signal(name, handler) for name in handled}
     try:
@@ -471,6 +479,16 @@ def handling(
     finally:
         for name, restored in previous.items():
             signal.signal(name, restored)
+
+
+def _stop_when_gone(bench: int) -> None:
+    """For `scrape bench`'s crawls (`--stop-with`): stop in order, as on SIGTERM, once the
+    bench that started this one is gone. Killed outright, it left them crawling a site
+    that had ended with it, for as long as the retries took."""
+    from scraper.workers import wait_until_gone  # noqa: PLC0415
+
+    wait_until_gone(bench)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _exit_at_once(signum: int, frame: FrameType | None) -> None:

@@ -111,21 +111,28 @@ def start_child(parent: int) -> None:
 
 
 def _exit_when_gone(pid: int) -> None:
-    """Wait, without polling where Linux allows (a pidfd is readable once its process has
-    ended, and never names a later process that reuses the number), then end this one.
-    Elsewhere (spawn, off Linux), the parent is the main process: look once a second
+    wait_until_gone(pid)
+    os._exit(1)
+
+
+def wait_until_gone(parent: int) -> None:
+    """Return once `parent`, this process's parent, has ended. Without polling where
+    Linux allows (a pidfd is readable once its process has ended, and never names a later
+    process that reuses the number); elsewhere (spawn, off Linux), look once a second
     whether this process has been handed to another parent."""
     try:
-        descriptor = os.pidfd_open(pid)
+        descriptor = os.pidfd_open(parent)
     except ProcessLookupError:
-        os._exit(1)
+        return
     except (AttributeError, OSError):
-        parent = os.getppid()
-        while os.getppid() == parent:
+        original = os.getppid()
+        while os.getppid() == original:
             time.sleep(1.0)
-    else:
+        return
+    try:
         select.select([descriptor], [], [])
-    os._exit(1)
+    finally:
+        os.close(descriptor)
 
 
 def terminate_pool(pool: ProcessPoolExecutor) -> None:

@@ -90,6 +90,15 @@ def session_processes(session: int) -> list[str]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_for(condition: Callable[[], Any], timeout: float) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -10,14 +10,16 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from processes import RUN_TIMEOUT, scrape, scrape_command, wait_for
+from processes import RUN_TIMEOUT, running, scrape, scrape_command, wait_for
 
 from scraper import config
-from scraper.bench import main
+from scraper.bench import command, main
 from scraper.bench.figures import (
     SCENARIOS,
     Figures,
@@ -516,7 +518,7 @@ def _start_bench(tmp_path) -> tuple[subprocess.Popen[str], set[int]]:
 def test_a_bench_told_to_end_stops_its_crawl_and_site_and_keeps_what_it_measured(tmp_path, signum):
     """Killed by SIGTERM (or SIGHUP, its terminal closed), it left the demo site and the
     crawl under way running, and nothing of what it had measured."""
-    bench, running = _start_bench(tmp_path)
+    bench, started = _start_bench(tmp_path)
     try:
         bench.send_signal(signum)
         _, err = bench.communicate(timeout=RUN_TIMEOUT)
@@ -524,34 +526,78 @@ def test_a_bench_told_to_end_stops_its_crawl_and_site_and_keeps_what_it_measured
         bench.kill()
     assert bench.returncode == 130
     assert "scrape bench: interrupted; the finished crawls follow" in err
-    assert not any(_alive(pid) for pid in running), "a process of the bench was left running"
+    assert not any(running(pid) for pid in started), "a process of the bench was left running"
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["interrupted"] is True
     assert [len(row["runs"]) for row in results["rows"]] == [1]
+    bench_md = (tmp_path / "bench.md").read_text()
+    assert bench_md.startswith(  # as asked, not as far as it came
+        "`scrape bench --scenario io --pages 30 --fetch sequential --parse inline` "
+    )
+    assert "median of up to 3, interrupted: the crawls that finished." in bench_md
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
-def test_the_demo_site_ends_with_a_bench_killed_outright(tmp_path):
-    bench, running = _start_bench(tmp_path)
-    (site,) = [pid for pid in running if b"demo-site" in _command_line(pid)]
-    crawls = running - {site}
+def test_the_demo_site_and_the_crawl_end_with_a_bench_killed_outright(tmp_path):
+    """The crawl, in a session of its own, went on against a site gone with the bench."""
+    bench, started = _start_bench(tmp_path)
     try:
         bench.kill()
         bench.communicate()
-        assert wait_for(lambda: not _alive(site), RUN_TIMEOUT)
+        assert wait_for(lambda: not any(running(pid) for pid in started), RUN_TIMEOUT)
     finally:
-        for crawl in crawls:  # in a session of its own: the bench would have ended it
+        for pid in started:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(crawl, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+def test_a_bench_runs_from_a_thread_other_than_the_main_one(tmp_path):
+    """Only the main thread may install signal handlers: the bench raised ValueError."""
+    status: list[int] = []
+    runner = threading.Thread(
+        target=lambda: status.append(main([*TINY_BENCH, "-o", str(tmp_path)]))
+    )
+    runner.start()
+    runner.join()
+    assert status == [0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+def test_a_bench_interrupted_before_any_crawl_removes_the_results_of_an_earlier_one(
+    tmp_path, capsys, monkeypatch
+):
+    """Left as they were, unmarked, they passed for this bench's."""
+    for name in ("results.json", "bench.md", "bench.png"):
+        (tmp_path / name).write_text("an earlier bench's")
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # as the demo site starts
+
+    monkeypatch.setattr("scraper.bench.command.run_bench", interrupted)
+    assert main([*TINY_BENCH, "-o", str(tmp_path)]) == 130
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+    err = capsys.readouterr().err
+    assert "scrape bench: interrupted" in err
+    assert "results.json, bench.png, bench.md removed" in err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the bench needs Linux")
+def test_a_signal_while_the_results_are_written_waits_for_all_of_them(tmp_path, monkeypatch):
+    """One that came between them left results.json of this run beside bench.md of
+    another."""
+    (tmp_path / "bench.md").write_text("an earlier bench's")
+    draw = command.write_chart
+
+    def terminated_meanwhile(*args: Any) -> bool:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return draw(*args)
+
+    monkeypatch.setattr("scraper.bench.command.write_chart", terminated_meanwhile)
+    with pytest.raises(KeyboardInterrupt):  # once they are written: exit 130
+        main([*TINY_BENCH, "-o", str(tmp_path)])
+    assert (tmp_path / "bench.md").read_text().startswith("`scrape bench")
+    assert json.loads((tmp_path / "results.json").read_text())["rows"]
 
 
 def _command_line(pid: int) -> bytes:

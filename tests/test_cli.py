@@ -26,6 +26,7 @@ from processes import (
     kill_session,
     loaded_by_import,
     python,
+    running,
     scrape,
     scrape_command,
     session_processes,
@@ -559,6 +560,42 @@ def test_demo_site_whose_url_cannot_be_printed_exits_2(tmp_path):
         done = scrape(tmp_path, "demo-site", stdout=full)
     assert done.returncode == 2
     assert done.stderr == "scrape demo-site: error: cannot print the URL: No space left on device\n"
+
+
+def test_a_demo_site_serving_for_the_bench_leaves_ctrl_c_to_it_and_ends_with_it(tmp_path):
+    """`scrape bench` stops its site itself (SIGTERM), and Ctrl-C reaches the site too when
+    typed at the terminal, or is ignored by a bench started so: the site stopped on it,
+    and the crawl under way waited out its timeout against a site gone."""
+    parent = subprocess.Popen(  # stands for the bench: the site's parent, ended by the test
+        [sys.executable, "-c", SERVING_FOR_ME],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert parent.stdout is not None
+        site, url = parent.stdout.readline().split()
+        os.kill(int(site), signal.SIGINT)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=10) as answer:
+            assert answer.status == 200  # it serves on
+        parent.kill()
+        parent.communicate()
+        assert wait_for(lambda: not running(int(site)), RUN_TIMEOUT), "it outlived its parent"
+    finally:
+        kill_session(parent)
+
+
+SERVING_FOR_ME = f"""
+import os, subprocess, sys, time
+site = subprocess.Popen(
+    {scrape_command("demo-site", "--pages", "5")!r} + ["--serve-for", str(os.getpid())],
+    stdout=subprocess.PIPE, text=True)
+print(site.pid, site.stdout.readline().split()[1], flush=True)
+time.sleep(600)
+"""
 
 
 @pytest.mark.parametrize("options", [(), ("--prerender",)])

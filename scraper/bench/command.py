@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
 
 from scraper import config as defaults
 from scraper.bench.figures import (
@@ -169,6 +172,8 @@ def _write_results(
             timeout=options.timeout,
             machine=record["machine"],
             interrupted=interrupted,
+            fetches=options.fetch,
+            parses=options.parse,
         ),
         encoding="utf-8",
     )
@@ -179,9 +184,6 @@ def main(argv: Sequence[str]) -> int:
     """`scrape bench`: 0 when every combination finished, 1 when some failed, 2 on bad usage
     or results that cannot be written (`cli.run` makes a 0 whose messages were lost 120)."""
     options = _parser().parse_args(argv)
-    console = quiet_console(sys.stdout)
-    if not console.file.isatty():  # not rich's is_terminal, which FORCE_COLOR sways
-        console.width = TABLE_WIDTH
     log = stderr_console()
     if not sys.platform.startswith("linux"):
         log.print("scrape bench: error: needs Linux (/proc and prctl)")
@@ -198,35 +200,89 @@ def main(argv: Sequence[str]) -> int:
     load = os.getloadavg()
     if load[0] > defaults.usable_cpus():
         log.print(f"note: the machine is busy (load {load[0]:.1f}): figures will be noisy")
+    with handling(_ENDING_SIGNALS, _interrupt):
+        try:
+            _refuse_unwritable(options.output)  # before the bench, not after
+            rows, interrupted = _measure(options, scenario, log)
+        except (OSError, ScraperError) as error:
+            log.print(f"scrape bench: error: {error}")
+            return EXIT_USAGE
+        return _report(options, scenario, rows, load, log, interrupted=interrupted)
+
+
+def _measure(
+    options: argparse.Namespace, scenario: Scenario, log: Console
+) -> tuple[list[Row], bool]:
+    """`run_bench` as the options ask; interrupted before any crawl (the demo site still
+    starting), no rows."""
     try:
-        _refuse_unwritable(options.output)  # before the bench, not after
-        with handling(_ENDING_SIGNALS, _interrupt):
-            rows, interrupted = run_bench(
-                scenario,
-                options.fetch,
-                options.parse,
-                repeat=options.repeat,
-                timeout=options.timeout,
-                console=log,
-            )
-    except (OSError, ScraperError) as error:
-        log.print(f"scrape bench: error: {error}")
-        return EXIT_USAGE
+        return run_bench(
+            scenario,
+            options.fetch,
+            options.parse,
+            repeat=options.repeat,
+            timeout=options.timeout,
+            console=log,
+        )
+    except KeyboardInterrupt:
+        return [], True
+
+
+def _report(
+    options: argparse.Namespace,
+    scenario: Scenario,
+    rows: list[Row],
+    load: tuple[float, float, float],
+    log: Console,
+    *,
+    interrupted: bool,
+) -> int:
+    """Write the results and show the table; the exit status. Interrupted with nothing
+    measured, the results an earlier bench left in the directory are removed: unmarked,
+    they passed for this one's."""
     if interrupted:
         log.print("scrape bench: interrupted" + ("; the finished crawls follow" if rows else ""))
-        if not rows:
-            return EXIT_INTERRUPTED
+    if not rows:
+        _remove_results(options.output, log)
+        return EXIT_INTERRUPTED
     status = EXIT_FAILED_ROWS if any(row.failure for row in rows) else EXIT_OK
     said: list[str] = []  # where each file went, or why it could not
     try:
-        _write_results(options, scenario, rows, load, said, interrupted=interrupted)
+        with _signals_held():
+            _write_results(options, scenario, rows, load, said, interrupted=interrupted)
     except OSError as error:  # the figures still reach the terminal
         said.append(f"scrape bench: error: cannot write the results: {error}")
         status = EXIT_USAGE
-    console.print(results_table(scenario, rows, options.repeat))
+    console = quiet_console(sys.stdout)
+    if not console.file.isatty():  # not rich's is_terminal, which FORCE_COLOR sways
+        console.width = TABLE_WIDTH
+    console.print(results_table(scenario, rows, options.repeat, interrupted=interrupted))
     for line in said:
         log.print(line)
     return EXIT_INTERRUPTED if interrupted else status
+
+
+_RESULTS = ("results.json", "bench.png", "bench.md")
+
+
+def _remove_results(directory: Path, log: Console) -> None:
+    removed = [name for name in _RESULTS if (directory / name).exists()]
+    for name in removed:
+        (directory / name).unlink(missing_ok=True)
+    if removed:
+        log.print(f"scrape bench: the earlier bench's {', '.join(removed)} removed")
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP while the results are written, and take them after:
+    one that came meanwhile left results.json of this run beside bench.md of another."""
+    held = {signal.SIGINT, *_ENDING_SIGNALS}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _refuse_unwritable(directory: Path) -> None:

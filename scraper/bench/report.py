@@ -33,10 +33,13 @@ from scraper.bench.processes import SAMPLE_INTERVAL
 _VERSIONED = ("requests", "aiohttp", "lxml", "beautifulsoup4", "matplotlib")
 
 
-def results_table(scenario: Scenario, rows: Sequence[Row], repeat: int) -> Table:
-    """The terminal table: one line per combination, medians of `repeat` crawls."""
+def results_table(
+    scenario: Scenario, rows: Sequence[Row], repeat: int, *, interrupted: bool = False
+) -> Table:
+    """The terminal table: one line per combination, medians of `repeat` crawls (of those
+    that finished, when `interrupted`)."""
     table = Table(
-        title=f"scrape bench · {_describe(scenario, repeat)}",
+        title=f"scrape bench · {_describe(scenario, repeat, interrupted=interrupted)}",
         title_justify="left",
         caption=_caption(scenario, rows),
         box=box.SIMPLE_HEAD,
@@ -52,12 +55,16 @@ def results_table(scenario: Scenario, rows: Sequence[Row], repeat: int) -> Table
 _LEFT_ALIGNED = frozenset({"fetch", "parse"})  # text columns; the figures align right
 
 
-def _describe(scenario: Scenario, repeat: int) -> str:
+def _describe(scenario: Scenario, repeat: int, *, interrupted: bool = False) -> str:
+    medians = (
+        f"median of up to {repeat}, interrupted: the crawls that finished"
+        if interrupted
+        else f"median of {repeat}"
+    )
     return (
         f"{scenario.name}: {scenario.pages} pages of ~{scenario.page_kb} KB linking "
         f"{scenario.fanout} children each, {scenario.latency_ms:g} ms latency, "
-        f"{scenario.workers} workers, "
-        f"{scenario.frontier} frontier, median of {repeat}"
+        f"{scenario.workers} workers, {scenario.frontier} frontier, {medians}"
     )
 
 
@@ -102,17 +109,26 @@ def _caption(scenario: Scenario, rows: Sequence[Row]) -> str:
     return "; ".join(notes)
 
 
-def bench_command(scenario: Scenario, rows: Sequence[Row], *, repeat: int, timeout: float) -> str:
+def bench_command(
+    scenario: Scenario,
+    rows: Sequence[Row],
+    *,
+    repeat: int,
+    timeout: float,
+    fetches: Sequence[str] | None = None,
+    parses: Sequence[str] | None = None,
+) -> str:
     """The `scrape bench` command that measured `rows`: the options that differ from their
-    defaults (not the output directory, which changes no figure)."""
+    defaults (not the output directory, which changes no figure). The strategies and parse
+    modes are the rows', unless given: an interrupted bench has rows for fewer."""
     argv = ["scrape", "bench", "--scenario", scenario.name]
     named = SCENARIOS[scenario.name]
     for field in dataclasses.fields(Scenario):
         value = getattr(scenario, field.name)
         if value != getattr(named, field.name):
             argv += ["--" + field.name.replace("_", "-"), _number_text(value)]
-    fetches = tuple(dict.fromkeys(row.fetch for row in rows))
-    parses = tuple(dict.fromkeys(row.parse for row in rows))
+    fetches = tuple(fetches or dict.fromkeys(row.fetch for row in rows))
+    parses = tuple(parses or dict.fromkeys(row.parse for row in rows))
     argv += ["--fetch", ",".join(fetches)] if fetches != defaults.FETCH_STRATEGIES else []
     argv += ["--parse", ",".join(parses)] if parses != defaults.PARSE_MODES else []
     argv += ["--repeat", str(repeat)] if repeat != DEFAULT_REPEAT else []
@@ -135,16 +151,19 @@ def results_markdown(
     timeout: float,
     machine: Mapping[str, Any],
     interrupted: bool = False,
+    fetches: Sequence[str] | None = None,
+    parses: Sequence[str] | None = None,
 ) -> str:
     """A fragment to paste into a README as is: the command and the machine, the table, and a
     Mermaid chart that GitHub draws (a failed row is in the table but not in the chart)."""
-    command = bench_command(scenario, rows, repeat=repeat, timeout=timeout)
+    command = bench_command(
+        scenario, rows, repeat=repeat, timeout=timeout, fetches=fetches, parses=parses
+    )
     with_ceiling = scenario.latency_ms > 0
     headers = _headers(with_ceiling=with_ceiling)
-    cut_short = " Interrupted: the crawls that finished." if interrupted else ""
     lines = [
         f"`{command}` on {machine['cpus']} CPUs, Python {machine['python']} "
-        f"({machine['platform']}); {_describe(scenario, repeat)}.{cut_short}",
+        f"({machine['platform']}); {_describe(scenario, repeat, interrupted=interrupted)}.",
         "",
         _markdown_line(headers),
         _markdown_line(":--" if header in _LEFT_ALIGNED else "--:" for header in headers),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -19,13 +20,15 @@ from scraper.sinks import STATS_FILE
 
 def crawl_argv(scenario: Scenario, fetch: str, parse: str, url_list: Path, out: Path) -> list[str]:
     """The crawl every combination runs: the whole site, no per-host cap, nothing saved, a
-    size cap above the pages' (~page_kb: --page-kb 60000 failed every page, too_large)."""
+    size cap above the pages' (~page_kb: --page-kb 60000 failed every page, too_large),
+    and an end when the bench's process ends (killed outright, it left the crawl running)."""
     return [
         *(sys.executable, "-m", "scraper", str(url_list), "--output", str(out)),
         *("--depth", str(scenario.pages), "--frontier", scenario.frontier),
         *("--workers", str(scenario.workers), "--per-host", str(scenario.workers)),
         *("--fetch", fetch, "--parse", parse, "--no-files", "--no-skipped-log", "--quiet"),
         *("--max-bytes", str(max(defaults.DEFAULT_MAX_BYTES, 2 * scenario.page_kb * 1024))),
+        *("--stop-with", str(os.getpid())),  # it stops once the bench is gone, however
     ]
 
 

@@ -126,10 +126,16 @@ async def _serve_until_signalled(
 
 
 async def _signalled() -> None:
-    """Return when SIGINT or SIGTERM arrives (wait forever where signals cannot be caught)."""
+    """Return when SIGINT or SIGTERM arrives (wait forever where signals cannot be caught).
+    One that is ignored stays ignored: the program started so (a shell's background job,
+    `nohup`), or `scrape bench` serving it (`--serve-for`), which stops it itself."""
     loop = asyncio.get_running_loop()
     received = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = [
+        signum
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(signum) != signal.SIG_IGN
+    ]
     try:
         for signum in signals:
             loop.add_signal_handler(signum, received.set)

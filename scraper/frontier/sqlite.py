@@ -336,7 +336,8 @@ def held(path: Path) -> Iterator[None]:
     opens it meanwhile; OutputError when a running crawl holds it. Nothing to hold where
     there is no file, an empty one (SQLite would write its header into it, and a crawl
     then took it for an earlier crawl's state), or one that is no database (damaged).
-    The file is not changed: a state held by no crawl may be another program's."""
+    Nothing is written to the file (a state held by no crawl may be another program's),
+    though SQLite, closing, moves into it what a WAL another program left behind holds."""
     with contextlib.ExitStack() as holding:
         with contextlib.suppress(sqlite3.DatabaseError, OSError):
             if path.stat().st_size > 0:
