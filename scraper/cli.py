@@ -288,7 +288,29 @@ def _config(options: argparse.Namespace) -> Config:
     from scraper.state import STATE_FILE  # noqa: PLC0415 (see `scrape`)
 
     try:
-        return _config_of(options, STATE_FILE)
+        return Config(
+            depth=options.depth,
+            max_pages=options.max_pages,
+            allow_domains=tuple(options.allow_domain),
+            workers=options.workers,
+            per_host=options.per_host,
+            delay=options.delay,
+            ignore_robots=options.ignore_robots,
+            allow_private=options.allow_private,
+            skipped_log=not options.no_skipped_log,
+            parsers=options.parsers,
+            fetch=options.fetch,
+            parse=options.parse,
+            timeout=options.timeout,
+            max_bytes=options.max_bytes,
+            retries=options.retries,
+            user_agent=options.user_agent,
+            output=options.output,
+            state=options.output / STATE_FILE if options.frontier == "sqlite" else None,
+            resume=options.resume,
+            overwrite=options.overwrite,
+            save_files=not options.no_files,
+        )
     except ConfigError as error:
         raise ConfigError(_in_option_terms(str(error))) from None
 
@@ -310,32 +332,6 @@ _OPTION_OF_FIELD = {
     "skipped_log": "--no-skipped-log",
     "state": "--frontier",
 }
-
-
-def _config_of(options: argparse.Namespace, state_file: str) -> Config:
-    return Config(
-        depth=options.depth,
-        max_pages=options.max_pages,
-        allow_domains=tuple(options.allow_domain),
-        workers=options.workers,
-        per_host=options.per_host,
-        delay=options.delay,
-        ignore_robots=options.ignore_robots,
-        allow_private=options.allow_private,
-        skipped_log=not options.no_skipped_log,
-        parsers=options.parsers,
-        fetch=options.fetch,
-        parse=options.parse,
-        timeout=options.timeout,
-        max_bytes=options.max_bytes,
-        retries=options.retries,
-        user_agent=options.user_agent,
-        output=options.output,
-        state=options.output / state_file if options.frontier == "sqlite" else None,
-        resume=options.resume,
-        overwrite=options.overwrite,
-        save_files=not options.no_files,
-    )
 
 
 def _read_list(name: str) -> tuple[list[ListedURL], list[BadLine]]:
