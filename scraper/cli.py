@@ -103,17 +103,14 @@ def scrape(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     failed = bool(bad)
     interrupted = threading.Event()
-    if options.stop_with is not None:
-        watch = threading.Thread(
-            target=_stop_when_gone, args=(options.stop_with,), name="stop-with", daemon=True
-        )
-        watch.start()
     try:
         with (
             _first_interrupt_stops(crawler, interrupted),
             Progress(crawler.stats.snapshot, quiet=options.quiet),
             contextlib.closing(pages),
         ):
+            if options.stop_with is not None:
+                _stop_when_gone(options.stop_with, crawler, interrupted)
             for page in pages:
                 failed |= not page.ok
     except ScraperError as error:
@@ -173,7 +170,7 @@ def _crawl_parser() -> argparse.ArgumentParser:
         help="start over even though OUTPUT holds an earlier crawl (its records are lost)",
     )
     # `scrape bench` starting this crawl: stop in order once it is gone (_stop_when_gone)
-    parser.add_argument("--stop-with", type=int, metavar="PID", help=argparse.SUPPRESS)
+    parser.add_argument("--stop-with", type=_pid, metavar="PID", help=argparse.SUPPRESS)
     parser.add_argument(
         "--depth",
         type=int,
@@ -403,7 +400,7 @@ def demo_site(argv: Sequence[str]) -> int:
         "the URL, so that serving one costs next to no CPU; what `scrape bench` uses",
     )
     # `scrape bench` serving its site: end with it, however it ends (SIGKILL too)
-    parser.add_argument("--serve-for", type=int, metavar="PID", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-for", type=_pid, metavar="PID", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.serve_for is not None:
         from scraper.workers import start_child  # noqa: PLC0415
@@ -424,6 +421,14 @@ def demo_site(argv: Sequence[str]) -> int:
         say(f"scrape demo-site: error: {error}")
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _pid(text: str) -> int:
+    """argparse's type for a process id: 0 and below name process groups, not a process."""
+    number = int(text)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"a process id is above 0, not {number}")
+    return number
 
 
 def port(text: str) -> int:
@@ -477,14 +482,18 @@ def handling(
             signal.signal(name, restored)
 
 
-def _stop_when_gone(bench: int) -> None:
-    """For `scrape bench`'s crawls (`--stop-with`): stop in order, as on SIGTERM, once the
-    bench that started this one is gone. Killed outright, it left them crawling a site
-    that had ended with it, for as long as the retries took."""
+def _stop_when_gone(bench: int, crawler: Crawler, interrupted: threading.Event) -> None:
+    """For `scrape bench`'s crawls (`--stop-with`): stop the crawl in order, as SIGTERM
+    would, once the bench that started it is gone. Killed outright, it left them crawling
+    a site that had ended with it, for as long as the retries took."""
     from scraper.workers import wait_until_gone  # noqa: PLC0415
 
-    wait_until_gone(bench)
-    os.kill(os.getpid(), signal.SIGTERM)
+    def stop() -> None:
+        wait_until_gone(bench, our_parent=True)
+        interrupted.set()
+        crawler.stop()
+
+    threading.Thread(target=stop, name="stop-with", daemon=True).start()
 
 
 def _exit_at_once(signum: int, frame: FrameType | None) -> None:

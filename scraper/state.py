@@ -33,6 +33,15 @@ STATE_FILE = "state.sqlite"
 
 # The settings that give a crawl its meaning: resuming with others would mix two crawls.
 _BINDING_SETTINGS = ("depth", "max_pages", "allow_domains", "ignore_robots", "allow_private")
+# ... named as the command's options (the message says --overwrite too): a library caller
+# reads `--max-pages` as max_pages, where `max_pages was None` read as Python to everyone
+_SETTING_NAMES = {
+    "depth": "--depth",
+    "max_pages": "--max-pages",
+    "allow_domains": "--allow-domain",
+    "ignore_robots": "--ignore-robots",
+    "allow_private": "--allow-private",
+}
 
 
 @dataclass
@@ -174,7 +183,9 @@ def _resume(config: Config, frontier: Frontier, stats: Stats) -> None:
     wanted = _binding_settings(config)
     changed = [name for name in _BINDING_SETTINGS if name in saved and saved[name] != wanted[name]]
     if changed:
-        differences = "; ".join(f"{n} was {saved[n]!r}, now {wanted[n]!r}" for n in changed)
+        differences = "; ".join(
+            f"{_SETTING_NAMES[n]} was {_shown(saved[n])}, now {_shown(wanted[n])}" for n in changed
+        )
         raise ConfigError(
             f"cannot resume with different settings ({differences}): resume with the same "
             "options, or use --overwrite to start a new crawl"
@@ -186,6 +197,17 @@ def _resume(config: Config, frontier: Frontier, stats: Stats) -> None:
         _urls_counted(pages, stats.carry_page),
         _urls_counted(skipped, lambda entry: stats.skipped(str(entry.get("reason")))),
     )
+
+
+def _shown(value: Any) -> str:
+    """A saved setting as the message shows it: no limit, a list of domains, on or off."""
+    if value is None:
+        return "no limit"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
 
 
 def _urls_counted(path: Path, count: Callable[[dict[str, Any]], None]) -> Iterator[str]:

@@ -106,6 +106,9 @@ def start_child(parent: int) -> None:
     waiting for work would otherwise wait forever, and keep its fork server and
     multiprocessing's resource tracker alive with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # and SIGTERM to its default, whatever the main process was started with: it is how
+    # the main process ends a child (an ignored one left terminate() waiting)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     watch = threading.Thread(target=_exit_when_gone, args=(parent,), name="watch", daemon=True)
     watch.start()
 
@@ -115,13 +118,16 @@ def _exit_when_gone(pid: int) -> None:
     os._exit(1)
 
 
-def wait_until_gone(parent: int) -> None:
-    """Return once `parent`, this process's parent, has ended. Without polling where
-    Linux allows (a pidfd is readable once its process has ended, and never names a later
-    process that reuses the number); elsewhere (spawn, off Linux), look once a second
-    whether this process has been handed to another parent."""
+def wait_until_gone(pid: int, *, our_parent: bool = False) -> None:
+    """Return once process `pid` (the crawl's main process; `our_parent`: the one that
+    started this one) has ended. Without polling where Linux allows (a pidfd is readable
+    once its process has ended, and never names a later process that reuses the number);
+    elsewhere (spawn, off Linux, where the crawl's main process is the parent), look once
+    a second whether this process has been handed to another parent. A parent that ended
+    before its pidfd was opened has handed this process on already: its number may be
+    another process's by then."""
     try:
-        descriptor = os.pidfd_open(parent)
+        descriptor = os.pidfd_open(pid)
     except ProcessLookupError:
         return
     except (AttributeError, OSError):
@@ -130,7 +136,8 @@ def wait_until_gone(parent: int) -> None:
             time.sleep(1.0)
         return
     try:
-        select.select([descriptor], [], [])
+        if not our_parent or os.getppid() == pid:
+            select.select([descriptor], [], [])
     finally:
         os.close(descriptor)
 

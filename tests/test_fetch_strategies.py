@@ -583,16 +583,20 @@ def test_an_unreadable_netrc_is_said_once_and_sends_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """requests keeps quiet about a .netrc it cannot parse: its credentials were silently
-    not sent."""
+    not sent. Said once, not for each origin, nor by each of the fetcher's workers."""
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login alice password secret\nbogus token\n")
     monkeypatch.setenv("NETRC", str(netrc))
     with serving_site(Site()) as site, fresh_fetcher(strategy) as fetcher:
-        for url in (site.page("/a"), site.page("/b").replace("127.0.0.1", "localhost")):
-            assert answer_of(fetcher, url).status == 200
-    assert site.authorizations == [None, None]
+        site.hold = 0.2  # so that both workers take one
+        urls = [site.page(f"/{n}") for n in range(2)] + [
+            site.page(f"/{n}").replace("127.0.0.1", "localhost") for n in range(2, 4)
+        ]
+        answers = [fetcher.submit(Request(url)) for url in urls]
+        assert [answer.result(timeout=PATIENCE).status for answer in answers] == [200] * 4
+    assert site.authorizations == [None] * 4
     said = [record.getMessage() for record in caplog.records if ".netrc" in record.getMessage()]
-    assert len(said) == 1  # for the crawl, not for each origin
+    assert len(said) == 1
     assert said[0].startswith("the .netrc cannot be read, and no credentials come from it: ")
     assert "bogus" in said[0]
 

@@ -1369,6 +1369,20 @@ def test_a_resume_refused_for_its_settings_lets_go_of_the_directory(demo_site, t
     assert list(crawl([demo_site.url], depth=1, resume=True, **options))
 
 
+def test_a_resume_refused_for_its_settings_says_them_as_options(demo_site, tmp_path):
+    """It said `max_pages was None, now 5` and `allow_domains was []`: Python, to a user of
+    the command."""
+    options = {"output": tmp_path, "state": tmp_path / "state.sqlite", "parse": "inline"}
+    assert list(crawl([demo_site.url], **options))
+    changed = {"max_pages": 5, "allow_domains": ["example.org"], "ignore_robots": True}
+    with pytest.raises(ConfigError) as refused:
+        next(crawl([demo_site.url], resume=True, **changed, **options))
+    assert (
+        "(--max-pages was no limit, now 5; --allow-domain was none, now example.org; "
+        "--ignore-robots was off, now on)"
+    ) in str(refused.value)
+
+
 @pytest.mark.parametrize(
     "name",
     ["pages.jsonl", "skipped.jsonl", "stats.json", "files", "state.sqlite", "state.sqlite-wal"],

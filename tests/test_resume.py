@@ -219,6 +219,32 @@ def test_a_sigterm_the_crawl_was_started_ignoring_leaves_it_running(
     assert_complete_crawl(output, slow_site)
 
 
+def test_a_crawl_started_ignoring_sigterm_still_ends_its_processes(
+    slow_site: RunningSite, tmp_path: Path
+) -> None:
+    """The parse processes inherited the ignored SIGTERM, which is how the crawl ends
+    them: stopping, it waited for them for ever."""
+    listing = write_list(tmp_path, slow_site.url)
+    output = tmp_path / "output"
+    process = start(tmp_path, listing.name, *DEPTH, *QUIET, sigterm_ignored=True)
+    try:
+        assert wait_for(lambda: lines_in(output / "pages.jsonl") >= 30, RUN_TIMEOUT)
+        os.kill(process.pid, signal.SIGINT)
+        status = end_of(process, SIGNAL_TIMEOUT)  # and every process of its session gone
+    finally:
+        kill_session(process)
+    assert status == 130, stderr_in(tmp_path)
+
+
+def test_a_crawl_told_to_stop_with_a_process_that_is_gone_stops_at_once(tmp_path: Path) -> None:
+    """`--stop-with` (scrape bench's): the process it names is not this one's parent, so it
+    is gone, whatever now bears its number (here init)."""
+    listing = write_list(tmp_path, "http://127.0.0.1:9/")
+    status, stderr = run(tmp_path, listing.name, *QUIET, "--stop-with", "1")
+    assert status == 130, stderr
+    assert "interrupted" in stderr
+
+
 def test_resume_after_kill_9_at_random_points_completes_the_crawl(
     slow_site: RunningSite, tmp_path: Path
 ) -> None:

@@ -203,29 +203,18 @@ def main(argv: Sequence[str]) -> int:
     with handling(_ENDING_SIGNALS, _interrupt):
         try:
             _refuse_unwritable(options.output)  # before the bench, not after
-            rows, interrupted = _measure(options, scenario, log)
+            rows, interrupted = run_bench(
+                scenario,
+                options.fetch,
+                options.parse,
+                repeat=options.repeat,
+                timeout=options.timeout,
+                console=log,
+            )
         except (OSError, ScraperError) as error:
             log.print(f"scrape bench: error: {error}")
             return EXIT_USAGE
         return _report(options, scenario, rows, load, log, interrupted=interrupted)
-
-
-def _measure(
-    options: argparse.Namespace, scenario: Scenario, log: Console
-) -> tuple[list[Row], bool]:
-    """`run_bench` as the options ask; interrupted before any crawl (the demo site still
-    starting), no rows."""
-    try:
-        return run_bench(
-            scenario,
-            options.fetch,
-            options.parse,
-            repeat=options.repeat,
-            timeout=options.timeout,
-            console=log,
-        )
-    except KeyboardInterrupt:
-        return [], True
 
 
 def _report(
@@ -253,6 +242,9 @@ def _report(
     except OSError as error:  # the figures still reach the terminal
         said.append(f"scrape bench: error: cannot write the results: {error}")
         status = EXIT_USAGE
+    except KeyboardInterrupt:  # held until the files were written: the table still shows
+        said.append("scrape bench: interrupted")
+        interrupted = True
     console = quiet_console(sys.stdout)
     if not console.file.isatty():  # not rich's is_terminal, which FORCE_COLOR sways
         console.width = TABLE_WIDTH

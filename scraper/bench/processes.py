@@ -106,6 +106,8 @@ def measure_crawl(argv: Sequence[str], *, timeout: float, log: Path) -> Usage:
         list(argv),
         _child_env(),
         setsid=True,
+        # a bench started with them ignored must still be able to stop its crawl in order
+        setsigdef=(signal.SIGTERM, signal.SIGINT),
         file_actions=[
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),

@@ -122,14 +122,14 @@ def run_bench(
     combos = [(fetch, parse) for fetch in fetches for parse in parses]
     runs: dict[tuple[str, str], list[RunResult]] = {combo: [] for combo in combos}
     interrupted = False
-    with (
-        tempfile.TemporaryDirectory(prefix="scrape-bench-") as work,
-        adopting_orphans(),
-        demo_server(scenario) as url,
-    ):
-        url_list = Path(work) / "list.txt"
-        url_list.write_text(url + "\n")
-        try:
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="scrape-bench-") as work,
+            adopting_orphans(),
+            demo_server(scenario) as url,
+        ):
+            url_list = Path(work) / "list.txt"
+            url_list.write_text(url + "\n")
             for number in range(1, repeat + 1):
                 for fetch, parse in combos:
                     result = run_once(
@@ -143,8 +143,8 @@ def run_bench(
                     )
                     runs[fetch, parse].append(result)
                     console.print(_progress(result))
-        except KeyboardInterrupt:
-            interrupted = True
+    except KeyboardInterrupt:  # in a crawl, or as the site starts or stops: what ran stays
+        interrupted = True
     rows = [summarize(scenario, *combo, runs[combo]) for combo in combos if runs[combo]]
     return rows, interrupted
 

@@ -24,6 +24,7 @@ import base64
 import functools
 import logging
 import os
+import threading
 import urllib.parse
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -106,7 +107,6 @@ class Routes:
 
     def __init__(self, proxy_route: Callable[[str], Route]) -> None:
         self._proxy_route = proxy_route
-        self._said_unreadable = False  # whether the .netrc was said to be unreadable
         self._for_origin = functools.lru_cache(maxsize=ORIGINS_REMEMBERED)(self._origin_route)
 
     def __call__(self, url: str) -> Route:
@@ -132,8 +132,8 @@ class Routes:
 
     def _netrc_credentials(self, url: str) -> tuple[str, str] | None:
         """requests' lookup, which keeps quiet about a .netrc it cannot read or parse: its
-        credentials were silently not sent. Said once a crawl. (Python 3.10's netrc cannot
-        parse a character outside Latin-1 at all.)"""
+        credentials were silently not sent. (Python 3.10's netrc cannot parse a character
+        outside Latin-1 at all.)"""
         from netrc import NetrcParseError  # noqa: PLC0415 (requests imports it anyway)
 
         from requests.utils import get_netrc_auth  # noqa: PLC0415
@@ -141,12 +141,22 @@ class Routes:
         try:
             return get_netrc_auth(url, raise_errors=True)
         except (NetrcParseError, OSError) as error:
-            if not self._said_unreadable:
-                self._said_unreadable = True
-                _log.warning(
-                    "the .netrc cannot be read, and no credentials come from it: %s", error
-                )
+            _say_once(f"the .netrc cannot be read, and no credentials come from it: {error}")
             return None
+
+
+def _say_once(message: str) -> None:
+    """Log `message` as a warning once in this process: every fetch worker of a crawl has
+    routes of its own, and each said it (16 times with 16 threads)."""
+    with _SAID_LOCK:
+        if message in _SAID:
+            return
+        _SAID.add(message)
+    _log.warning("%s", message)
+
+
+_SAID: set[str] = set()
+_SAID_LOCK = threading.Lock()
 
 
 def proxy_for_requests(proxy: str) -> Route:
