@@ -406,6 +406,8 @@ def demo_site(argv: Sequence[str]) -> int:
         from scraper.workers import start_child  # noqa: PLC0415
 
         start_child(options.serve_for)
+        # the bench stops it with SIGTERM, even one the bench was started ignoring
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         spec = SiteSpec(
             pages=options.pages,

@@ -106,9 +106,6 @@ def start_child(parent: int) -> None:
     waiting for work would otherwise wait forever, and keep its fork server and
     multiprocessing's resource tracker alive with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # and SIGTERM to its default, whatever the main process was started with: it is how
-    # the main process ends a child (an ignored one left terminate() waiting)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     watch = threading.Thread(target=_exit_when_gone, args=(parent,), name="watch", daemon=True)
     watch.start()
 
@@ -131,7 +128,7 @@ def wait_until_gone(pid: int, *, our_parent: bool = False) -> None:
     except ProcessLookupError:
         return
     except (AttributeError, OSError):
-        original = os.getppid()
+        original = pid if our_parent else os.getppid()
         while os.getppid() == original:
             time.sleep(1.0)
         return
@@ -163,6 +160,6 @@ def terminate_pool(pool: ProcessPoolExecutor) -> None:
     workers = list((pool._processes or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
     for worker in {*workers, *(pool._processes or {}).values()}:
-        worker.terminate()
+        worker.kill()  # not SIGTERM: a crawl started ignoring it passes that on to them
     if manager is not None:
         manager.join()

@@ -243,7 +243,8 @@ def _report(
         said.append(f"scrape bench: error: cannot write the results: {error}")
         status = EXIT_USAGE
     except KeyboardInterrupt:  # held until the files were written: the table still shows
-        said.append("scrape bench: interrupted")
+        if not interrupted:
+            said.append("scrape bench: interrupted")
         interrupted = True
     console = quiet_console(sys.stdout)
     if not console.file.isatty():  # not rich's is_terminal, which FORCE_COLOR sways

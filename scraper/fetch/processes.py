@@ -181,7 +181,7 @@ class _FetchProcess:
         try:
             self._reader.start()
         except BaseException:
-            self._process.terminate()
+            self._process.kill()
             self._process.join()
             self._close_pipes()
             raise
@@ -203,7 +203,7 @@ class _FetchProcess:
         return list(pending.values())
 
     def terminate(self) -> None:
-        self._process.terminate()
+        self._process.kill()  # not SIGTERM: a crawl started ignoring it passes that on
 
     def wait(self) -> None:
         """Wait until the process has ended and its reader has failed what it held."""
@@ -229,7 +229,7 @@ class _FetchProcess:
             except EOFError:  # it is gone
                 break
             except Exception:  # see above
-                self._process.terminate()
+                self._process.kill()
                 break
             on_answer(self, answer)
         self._process.join()
