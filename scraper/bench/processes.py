@@ -142,11 +142,15 @@ def _wait_sampling(pid: int, peak: _TreePeak, timeout: float) -> bool:
     A pidfd wakes us the moment the child exits, so wall time is not rounded to a sample.
     """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        peak.sample()
-        if _exits_within(pid, SAMPLE_INTERVAL):
-            return True
-    return False
+    exited = os.pidfd_open(pid)  # one for the whole wait, not one a sample
+    try:
+        while time.monotonic() < deadline:
+            peak.sample()
+            if select.select([exited], [], [], SAMPLE_INTERVAL)[0]:
+                return True
+        return False
+    finally:
+        os.close(exited)
 
 
 def _exits_within(pid: int, seconds: float) -> bool:
